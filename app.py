@@ -1,0 +1,201 @@
+"""Relayhouse: `create_app(config=None)` builds the Flask app; `python app.py` serves it with gevent."""
+
+if __name__ == "__main__":  # gevent must patch the standard library before anything else imports it
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import logging
+import os
+import resource
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import gevent
+from flask import Flask, Response, g, jsonify, request
+from flask_migrate import Migrate, upgrade
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+from console.api import bp as api_bp
+from gateway import __version__, probe
+from gateway.config import PROJECT_ROOT, Settings, instance_secret, settings_from_env
+from gateway.domain import accounts
+from gateway.domain.crypto import Vault
+from gateway.domain.models import User, db
+from gateway.frontends.openai import render_error
+from gateway.frontends.v1 import bp as v1_bp
+from gateway.neutral import GatewayError
+from gateway.runtime import Runtime
+
+log = logging.getLogger("relayhouse")
+MIGRATIONS = str(PROJECT_ROOT / "gateway" / "migrations")
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    if type(dbapi_connection).__module__ == "sqlite3":
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    settings: Settings = settings_from_env()
+    if config:
+        settings = settings.with_overrides(config)
+    Path(settings.instance_dir).mkdir(parents=True, exist_ok=True)
+    app = Flask(
+        __name__, instance_path=settings.instance_dir, template_folder="templates", static_folder="static"
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key or instance_secret(settings.instance_dir, "secret_key"),
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    db.init_app(app)
+    Migrate(app, db, directory=MIGRATIONS)
+    vault = Vault(instance_secret(settings.instance_dir, "channel.key", Vault.generate_key))
+    rt = Runtime(app, settings, vault)
+    app.extensions["relayhouse"] = rt
+
+    with app.app_context():
+        upgrade(directory=MIGRATIONS)
+        generated = accounts.ensure_root(settings.admin_password)
+        if generated:
+            print(
+                f"Relayhouse created the root admin: username 'root', password '{generated}' "
+                "(shown once; change it in the console)",
+                flush=True,
+            )
+        rt.catalog.reload()
+
+    app.register_blueprint(v1_bp)
+    app.register_blueprint(api_bp)
+    _wire_requests(app)
+    _register_commands(app)
+    rt.writer.start()
+    rt.probe = gevent.spawn(probe.run_forever, rt)
+    return app
+
+
+def _wire_requests(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id() -> None:
+        g.request_id = "req_" + secrets.token_hex(12)
+
+    @app.after_request
+    def add_request_id(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    def render(err: GatewayError) -> Response:
+        if request.path.startswith("/api/"):
+            body = {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+            return jsonify(body), err.status
+        return render_error(err)
+
+    @app.errorhandler(GatewayError)
+    def gateway_error(err: GatewayError) -> Response:
+        return render(err)
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> Response:
+        message = err.description or err.name
+        if err.code == 404:
+            message = f"Unknown path {request.method} {request.path}."
+        code = {404: "unknown_url", 405: "method_not_allowed", 413: "request_too_large"}.get(err.code or 0)
+        return render(GatewayError(err.code or 500, message, "invalid_request_error", code))
+
+    @app.errorhandler(Exception)
+    def internal_error(err: Exception) -> Response:
+        log.exception(
+            "unhandled error in %s %s (request %s)", request.method, request.path, g.get("request_id")
+        )
+        return render(
+            GatewayError(
+                500,
+                f"Internal error; quote request id {g.get('request_id')}.",
+                "server_error",
+                "internal_error",
+            )
+        )
+
+
+def _register_commands(app: Flask) -> None:
+    @app.cli.command("create-admin")
+    @click.argument("username")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    @click.option("--role", type=click.Choice(["admin", "root"]), default="admin")
+    def create_admin(username: str, password: str, role: str) -> None:
+        """Create an admin account."""
+        try:
+            accounts.create_user(username, password, role)
+        except GatewayError as err:
+            raise click.ClickException(err.message) from None
+        click.echo(f"created {role} {username}")
+
+    @app.cli.command("reset-password")
+    @click.argument("username")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    def reset_password(username: str, password: str) -> None:
+        """Set a new password for an account."""
+        user = db.session.scalar(db.select(User).where(User.username == username))
+        if user is None:
+            raise click.ClickException(f"no user named {username}")
+        try:
+            accounts.update_user(user, {"password": password})
+        except GatewayError as err:
+            raise click.ClickException(err.message) from None
+        click.echo(f"password of {username} changed")
+
+
+def serve() -> None:
+    from gevent.pywsgi import WSGIServer
+    from geventwebsocket.handler import WebSocketHandler
+
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    app = create_app()
+    rt: Runtime = app.extensions["relayhouse"]
+    server = WSGIServer(
+        (rt.settings.host, rt.settings.port),
+        app,
+        handler_class=WebSocketHandler,
+        log=None,
+        error_log=logging.getLogger("relayhouse.http"),
+    )
+
+    def shutdown() -> None:
+        log.info("stopping: finishing requests in flight and flushing logs")
+        server.close()
+        server.stop(timeout=10)
+        rt.stop()
+        sys.exit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(sig, lambda: gevent.spawn(shutdown))
+    print(
+        f"Relayhouse {__version__} listening on http://{rt.settings.host}:{rt.settings.port} "
+        f"(started {time.strftime('%H:%M:%S')})",
+        flush=True,
+    )
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    serve()

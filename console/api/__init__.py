@@ -1,0 +1,112 @@
+"""The management API: JSON under `/api/`, for the console and for automation.
+
+Authentication: the console's session cookie (HttpOnly, SameSite=Lax), or `Authorization: Bearer` with an
+admin access token or `RELAYHOUSE_ADMIN_TOKEN` (acting as the root admin). A cookie-authenticated request
+that changes state must send a JSON body: a cross-site form cannot, so no CSRF token is needed.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, current_app, g, request, session
+
+from gateway.domain.accounts import user_by_access_token
+from gateway.domain.models import User, db
+from gateway.neutral import GatewayError, bad_request
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+ADMIN_ROLES = ("admin", "root")
+
+
+def runtime() -> Any:
+    return current_app.extensions["relayhouse"]
+
+
+def current_user() -> User | None:
+    if "user" in g:
+        return g.user
+    user = None
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        token = header[7:].strip()
+        admin_token = runtime().settings.admin_token
+        if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+            user = db.session.scalar(db.select(User).where(User.role == "root").order_by(User.id))
+        elif token:
+            user = user_by_access_token(token)
+        g.via_cookie = False
+    elif "uid" in session:
+        user = db.session.get(User, session["uid"])
+        g.via_cookie = True
+    if user is not None and user.status != "active":
+        user = None
+    g.user = user
+    return user
+
+
+def require(role: str = "user") -> Callable:
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            user = current_user()
+            if user is None:
+                raise GatewayError(
+                    401, "Log in or send an admin access token.", "invalid_request_error", "unauthenticated"
+                )
+            if role == "admin" and user.role not in ADMIN_ROLES:
+                raise GatewayError(403, "This needs an admin.", "permission_denied", "admin_required")
+            if g.get("via_cookie") and request.method in ("POST", "PUT", "PATCH") and not request.is_json:
+                raise GatewayError(
+                    415,
+                    "Send a JSON body (Content-Type: application/json).",
+                    "invalid_request_error",
+                    "json_required",
+                )
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def body() -> dict[str, Any]:
+    if not request.data:
+        return {}
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise bad_request("The body must be a JSON object.")
+    return data
+
+
+def is_admin(user: User) -> bool:
+    return user.role in ADMIN_ROLES
+
+
+def not_found(what: str) -> GatewayError:
+    return GatewayError(404, f"No such {what}.", "invalid_request_error", "not_found")
+
+
+def page_args() -> tuple[int, int]:
+    try:
+        page = max(1, int(request.args.get("page", 1)))
+        per_page = min(500, max(1, int(request.args.get("per_page", 50))))
+    except ValueError:
+        raise bad_request("page and per_page must be integers") from None
+    return page, per_page
+
+
+from console.api import (  # noqa: E402  (the modules register their routes on bp)
+    accounts,
+    channels,
+    keys,
+    logs,
+    money,
+    openapi,
+    status,
+)
+
+__all__ = ["bp", "accounts", "channels", "keys", "logs", "money", "openapi", "status"]

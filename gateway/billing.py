@@ -1,0 +1,107 @@
+"""Balances, reservations and per-key spend, kept in this process behind one small interface.
+
+`reserve` holds an estimated cost before the upstream is called (402 when the wallet or the key's spend
+limit cannot cover it); `settle` replaces the hold by the exact cost; `release` drops a hold that cost
+nothing. Balances are loaded from the database on first use and then moved by the same amounts the
+writer commits, so the relay never reads the database for them. The multi-process form of this
+interface will keep the same three calls on a shared store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.domain.keys import KeyInfo
+from gateway.neutral import GatewayError
+
+
+def current_month() -> str:
+    return time.strftime("%Y-%m", time.gmtime())
+
+
+@dataclass(slots=True)
+class Hold:
+    user_id: int
+    key_id: int
+    amount_micro_usd: int
+    settled: bool = False
+
+
+class LocalWallets:
+    def __init__(self, load_balance: Callable[[int], int]) -> None:
+        self._load_balance = load_balance
+        self._balance: dict[int, int] = {}
+        self._held: dict[int, int] = {}
+        self._key_spent: dict[int, int] = {}
+        self._key_held: dict[int, int] = {}
+        self._key_month: dict[int, tuple[str, int]] = {}
+
+    def balance(self, user_id: int) -> int:
+        balance = self._balance.get(user_id)
+        if balance is None:
+            balance = self._balance[user_id] = self._load_balance(user_id)
+        return balance
+
+    def reserve(self, key: KeyInfo, amount_micro_usd: int) -> Hold:
+        spent = self._key_spent.setdefault(key.id, key.spent_micro_usd)
+        key_held = self._key_held.get(key.id, 0)
+        if key.spend_limit_micro_usd is not None and spent + key_held >= key.spend_limit_micro_usd:
+            raise GatewayError(
+                402,
+                "This API key has reached its spend limit.",
+                "insufficient_quota",
+                "key_spend_limit_reached",
+            )
+        if amount_micro_usd > 0:
+            available = self.balance(key.user_id) - self._held.get(key.user_id, 0)
+            if available < amount_micro_usd:
+                raise GatewayError(
+                    402,
+                    "Your wallet balance is too low for this request. Top up or redeem a code to continue.",
+                    "insufficient_quota",
+                    "insufficient_quota",
+                )
+            self._held[key.user_id] = self._held.get(key.user_id, 0) + amount_micro_usd
+            self._key_held[key.id] = key_held + amount_micro_usd
+        return Hold(key.user_id, key.id, amount_micro_usd)
+
+    def _drop(self, hold: Hold) -> None:
+        if hold.amount_micro_usd:
+            self._held[hold.user_id] -= hold.amount_micro_usd
+            self._key_held[hold.key_id] -= hold.amount_micro_usd
+        hold.settled = True
+
+    def settle(self, hold: Hold, cost_micro_usd: int) -> None:
+        if hold.settled:
+            return
+        self._drop(hold)
+        if cost_micro_usd:
+            self.balance(hold.user_id)
+            self._balance[hold.user_id] -= cost_micro_usd
+            self._key_spent[hold.key_id] = self._key_spent.get(hold.key_id, 0) + cost_micro_usd
+
+    def release(self, hold: Hold) -> None:
+        if not hold.settled:
+            self._drop(hold)
+
+    def credit(self, user_id: int, amount_micro_usd: int) -> None:
+        """A top-up, redemption or adjustment already committed to the ledger."""
+        if user_id in self._balance:
+            self._balance[user_id] += amount_micro_usd
+
+    # monthly token counts per key, for `tokens_per_month`
+    def month_tokens(self, key: KeyInfo) -> int:
+        month = current_month()
+        seen = self._key_month.get(key.id)
+        if seen is None:
+            seen = (key.month, key.month_tokens) if key.month == month else (month, 0)
+        elif seen[0] != month:
+            seen = (month, 0)
+        self._key_month[key.id] = seen
+        return seen[1]
+
+    def add_tokens(self, key: KeyInfo, tokens: int) -> None:
+        used = self.month_tokens(key)
+        self._key_month[key.id] = (current_month(), used + tokens)

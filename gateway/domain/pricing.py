@@ -1,0 +1,138 @@
+"""Prices and the one cost formula.
+
+A price is kept in integer micro-USD per one million tokens (or micro-USD per request). A request's cost
+is computed exactly with integers and fractions and rounded to the nearest micro-USD once (half up).
+Cached tokens are part of `prompt_tokens` and are billed at the cached-input price instead of the input
+price. The group multiplier is exact decimal text, such as "1.5".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any
+
+from gateway.domain.models import Group, Price, Setting, db, utcnow
+from gateway.neutral import Usage, bad_request
+
+MICRO = 1_000_000
+PRICE_FIELDS = {
+    "input_per_mtok_usd": "input_micro_per_mtok",
+    "output_per_mtok_usd": "output_micro_per_mtok",
+    "cached_input_per_mtok_usd": "cached_input_micro_per_mtok",
+    "per_request_usd": "per_request_micro",
+}
+
+
+@dataclass(slots=True, frozen=True)
+class PriceInfo:
+    model: str
+    input_micro_per_mtok: int = 0
+    output_micro_per_mtok: int = 0
+    cached_input_micro_per_mtok: int | None = None
+    per_request_micro: int | None = None
+
+
+def usd_to_micro(value: Any, param: str) -> int:
+    """Exact conversion of a JSON number or decimal string of USD into integer micro-USD."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise bad_request(f"{param} must be a number of US dollars", param)
+    try:
+        micro = Decimal(str(value)) * MICRO
+    except InvalidOperation as exc:
+        raise bad_request(f"{param} must be a number of US dollars", param) from exc
+    if not micro.is_finite():
+        raise bad_request(f"{param} must be a finite number", param)
+    return int(micro.to_integral_value())
+
+
+def micro_to_usd(micro: int | None) -> float | None:
+    return None if micro is None else micro / MICRO
+
+
+def cost_micro_usd(price: PriceInfo, usage: Usage, multiplier: Fraction = Fraction(1)) -> int:
+    if price.per_request_micro is not None:
+        exact = Fraction(price.per_request_micro) * multiplier
+    else:
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        cached_price = price.cached_input_micro_per_mtok
+        if cached_price is None:
+            cached_price = price.input_micro_per_mtok
+        numerator = (
+            (usage.prompt_tokens - cached) * price.input_micro_per_mtok
+            + cached * cached_price
+            + usage.completion_tokens * price.output_micro_per_mtok
+        )
+        exact = Fraction(numerator, MICRO) * multiplier
+    return int((exact + Fraction(1, 2)) // 1)  # round half up, once
+
+
+def parse_multiplier(text: str) -> Fraction:
+    return Fraction(Decimal(text))
+
+
+def price_json(price: Price) -> dict[str, Any]:
+    return {
+        "model": price.model,
+        "input_per_mtok_usd": micro_to_usd(price.input_micro_per_mtok),
+        "output_per_mtok_usd": micro_to_usd(price.output_micro_per_mtok),
+        "cached_input_per_mtok_usd": micro_to_usd(price.cached_input_micro_per_mtok),
+        "per_request_usd": micro_to_usd(price.per_request_micro),
+        "updated_at": price.updated_at.isoformat() + "Z",
+    }
+
+
+def put_price(model: str, fields: dict[str, Any]) -> Price:
+    unknown = set(fields) - set(PRICE_FIELDS)
+    if unknown:
+        raise bad_request(f"unknown price fields: {', '.join(sorted(unknown))}")
+    price = db.session.get(Price, model) or Price(model=model)
+    for name, column in PRICE_FIELDS.items():
+        value = fields.get(name)
+        if value is None:
+            setattr(price, column, 0 if column in ("input_micro_per_mtok", "output_micro_per_mtok") else None)
+            continue
+        micro = usd_to_micro(value, name)
+        if micro < 0:
+            raise bad_request(f"{name} cannot be negative", name)
+        setattr(price, column, micro)
+    price.updated_at = utcnow()
+    db.session.add(price)
+    db.session.commit()
+    return price
+
+
+def delete_price(model: str) -> bool:
+    price = db.session.get(Price, model)
+    if price is None:
+        return False
+    db.session.delete(price)
+    db.session.commit()
+    return True
+
+
+def put_group(name: str, multiplier: Any) -> Group:
+    try:
+        value = Decimal(str(multiplier))
+    except InvalidOperation as exc:
+        raise bad_request("multiplier must be a decimal number", "multiplier") from exc
+    if not value.is_finite() or value < 0:
+        raise bad_request("multiplier must be a non-negative number", "multiplier")
+    group = db.session.get(Group, name) or Group(name=name)
+    group.multiplier = str(value)
+    db.session.add(group)
+    db.session.commit()
+    return group
+
+
+def get_setting(key: str, default: Any = None) -> Any:
+    row = db.session.get(Setting, key)
+    return default if row is None else row.value
+
+
+def put_setting(key: str, value: Any) -> None:
+    row = db.session.get(Setting, key) or Setting(key=key)
+    row.value = value
+    db.session.add(row)
+    db.session.commit()

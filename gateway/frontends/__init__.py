@@ -1,0 +1,1 @@
+"""Inbound API families: each module speaks one client protocol."""

@@ -1,0 +1,142 @@
+"""The `/v1` routes of the OpenAI-compatible API, plus the legacy `/dashboard/billing/*` endpoints."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, current_app, g, request
+from sqlalchemy import func, select
+
+from gateway import relay
+from gateway.auth import authenticate
+from gateway.domain.models import UsageLog, db
+from gateway.domain.pricing import micro_to_usd
+from gateway.frontends import openai
+from gateway.neutral import GatewayError, bad_request
+
+bp = Blueprint("v1", __name__)
+
+ENDPOINTS = {
+    "chat/completions": "chat",
+    "completions": "completions",
+    "embeddings": "embeddings",
+    "moderations": "moderations",
+}
+
+
+# -- routes ----------------------------------------------------------------------------------------
+def _relay(path: str) -> Response:
+    return relay.handle(current_app.extensions["relayhouse"], openai, ENDPOINTS[path], request, g.request_id)
+
+
+for _path in ENDPOINTS:
+    bp.add_url_rule(
+        f"/v1/{_path}", f"relay_{ENDPOINTS[_path]}", _relay, methods=["POST"], defaults={"path": _path}
+    )
+
+
+def _key():
+    rt = current_app.extensions["relayhouse"]
+    return rt, authenticate(rt.catalog, request.headers, request.remote_addr)
+
+
+def _models_for(rt: Any, key: Any) -> list[str]:
+    models = rt.catalog.snapshot.models_for(key.group)
+    return [m for m in models if key.models is None or m in key.models]
+
+
+def _model_object(rt: Any, model: str, group: str) -> dict[str, Any]:
+    created, owner = 0, "relayhouse"
+    for channel in rt.catalog.snapshot.channels.values():
+        if model in channel.models and group in channel.groups:
+            created, owner = channel.created, channel.type
+            break
+    return {"id": model, "object": "model", "created": created, "owned_by": owner}
+
+
+@bp.get("/v1/models")
+def list_models() -> Response:
+    rt, key = _key()
+    data = [_model_object(rt, m, key.group) for m in _models_for(rt, key)]
+    return Response(orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+
+
+@bp.get("/v1/models/<path:model>")
+def get_model(model: str) -> Response:
+    rt, key = _key()
+    if model not in _models_for(rt, key):
+        raise GatewayError(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it. "
+            "GET /v1/models lists the models this key can use.",
+            code="model_not_found",
+            param="model",
+        )
+    return Response(orjson.dumps(_model_object(rt, model, key.group)), content_type="application/json")
+
+
+def _not_implemented(**_: Any) -> Response:
+    raise GatewayError(
+        501, f"{request.path} is not supported by this gateway.", "invalid_request_error", "not_implemented"
+    )
+
+
+for _rule in (
+    "/v1/images/variations",
+    "/v1/files",
+    "/v1/files/<path:rest>",
+    "/v1/fine-tunes",
+    "/v1/fine-tunes/<path:rest>",
+):
+    bp.add_url_rule(_rule, f"not_implemented_{_rule}", _not_implemented, methods=["GET", "POST", "DELETE"])
+
+
+# -- the legacy billing endpoints that chat front ends call to show a key's balance -----------------
+@bp.get("/dashboard/billing/subscription")
+@bp.get("/v1/dashboard/billing/subscription")
+def billing_subscription() -> Response:
+    rt, key = _key()
+    if key.spend_limit_micro_usd is not None:
+        limit = micro_to_usd(key.spend_limit_micro_usd)
+    else:
+        limit = micro_to_usd(max(0, rt.wallets.balance(key.user_id)))
+    expires = int(key.expires_at) if key.expires_at else 0
+    body = {
+        "object": "billing_subscription",
+        "has_payment_method": True,
+        "soft_limit_usd": limit,
+        "hard_limit_usd": limit,
+        "system_hard_limit_usd": limit,
+        "access_until": expires,
+    }
+    return Response(orjson.dumps(body), content_type="application/json")
+
+
+def _date(name: str, default: dt.date) -> dt.date:
+    value = request.args.get(name)
+    if not value:
+        return default
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise bad_request(f"{name} must be a date such as 2026-01-31", name) from None
+
+
+@bp.get("/dashboard/billing/usage")
+@bp.get("/v1/dashboard/billing/usage")
+def billing_usage() -> Response:
+    _, key = _key()
+    today = dt.datetime.now(dt.UTC).date()
+    start = _date("start_date", today.replace(day=1))
+    end = _date("end_date", today + dt.timedelta(days=1))
+    spent = db.session.scalar(
+        select(func.coalesce(func.sum(UsageLog.cost_micro_usd), 0)).where(
+            UsageLog.key_id == key.id,
+            UsageLog.created_at >= dt.datetime.combine(start, dt.time()),
+            UsageLog.created_at < dt.datetime.combine(end, dt.time()),
+        )
+    )
+    body = {"object": "list", "total_usage": int(spent or 0) / 10_000}  # micro-USD to US cents
+    return Response(orjson.dumps(body), content_type="application/json")

@@ -1,0 +1,56 @@
+"""Neutral forms that move through the relay pipeline, whatever protocol the client or upstream speaks.
+
+`GatewayError` is an error as data: every front-end renders it in its own protocol's shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class GatewayError(Exception):
+    status: int
+    message: str
+    type: str = "invalid_request_error"
+    code: str | None = None
+    param: str | None = None
+    retryable: bool = False
+    retry_after: int | None = None
+    # set when the upstream's own answer caused it, so failover and auto-disable can judge it
+    upstream_status: int | None = None
+    disables_key: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code or self.type}: {self.message}"
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
+    return GatewayError(400, message, "invalid_request_error", code, param)
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    source: str = "upstream"  # upstream or estimated
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request, parsed just enough to route, price and limit it."""
+
+    endpoint: str  # chat, completions, embeddings, moderations
+    model: str
+    body: dict[str, Any]
+    raw: bytes
+    stream: bool = False
+    wants_usage: bool = False  # the client asked for stream usage itself
+    max_output_tokens: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

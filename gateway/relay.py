@@ -1,0 +1,335 @@
+"""The relay pipeline, top to bottom: authenticate, parse, check the model and its price, admit against
+the key's limits, reserve the estimated cost, try channels until one answers, then answer or stream,
+and settle the exact cost with one log row. Failover happens only before any byte reached the client.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TYPE_CHECKING, Protocol
+
+import orjson
+from flask import Request, Response
+
+from gateway import adaptors, sse, tokens, upstream
+from gateway.auth import authenticate
+from gateway.billing import Hold
+from gateway.catalog import ChannelInfo, UpstreamKey
+from gateway.domain.keys import KeyInfo
+from gateway.domain.pricing import PriceInfo, cost_micro_usd
+from gateway.limits import Admission
+from gateway.neutral import Call, GatewayError, Usage
+from gateway.writer import Record
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+
+class Frontend(Protocol):
+    """What the pipeline needs from an inbound protocol (gateway.frontends.openai is one)."""
+
+    def parse_request(self, endpoint: str, raw: bytes) -> Call: ...
+    def render_error(self, err: GatewayError) -> Response: ...
+    def delivered_text(self, payloads: list[bytes]) -> str: ...
+
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+FREE = PriceInfo("")
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One request's bookkeeping: whatever happens, `finish` runs once and settles money and log together."""
+
+    rt: Runtime
+    frontend: Frontend
+    request_id: str
+    started: float
+    key: KeyInfo
+    call: Call
+    price: PriceInfo
+    multiplier: Fraction
+    admission: Admission
+    hold: Hold
+    channel: ChannelInfo | None = None
+    channel_ok: bool = False
+    attempts: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    ttft_ms: int | None = None
+    done: bool = False
+
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+    def finish(self, usage: Usage | None, status: int, error: str = "") -> None:
+        if self.done:
+            return
+        self.done = True
+        cost = cost_micro_usd(self.price, usage, self.multiplier) if usage is not None else 0
+        rt = self.rt
+        rt.wallets.settle(self.hold, cost)
+        rt.limiter.release(self.admission, usage.total_tokens if usage else 0)
+        channel = self.channel
+        rt.writer.record(
+            Record(
+                request_id=self.request_id,
+                user_id=self.key.user_id,
+                key_id=self.key.id,
+                channel_id=channel.id if channel else None,
+                endpoint=self.call.endpoint,
+                model=self.call.model,
+                upstream_model=channel.upstream_model(self.call.model) if channel else "",
+                stream=self.call.stream,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                cached_tokens=usage.cached_tokens if usage else 0,
+                cost_micro_usd=cost,
+                usage_source=usage.source if usage else "upstream",
+                latency_ms=self.elapsed_ms(),
+                ttft_ms=self.ttft_ms,
+                status=status,
+                error=error[:1000],
+                attempts=self.attempts,
+                failed_channels=self.failed,
+                channel_ok=self.channel_ok,
+            )
+        )
+
+    def estimate(self, completion_text: str | None) -> Usage:
+        """Usage counted here when the upstream reported none: the prompt, plus the text delivered."""
+        prompt = tokens.count_prompt(self.call.model, self.call.endpoint, self.call.body)
+        completion = tokens.count(self.call.model, completion_text or "")
+        return Usage(prompt, completion, 0, "estimated")
+
+
+def handle(rt: Runtime, frontend: Frontend, endpoint: str, http_req: Request, request_id: str) -> Response:
+    started = time.perf_counter()
+    key: KeyInfo | None = None
+    call: Call | None = None
+    try:
+        if (http_req.content_length or 0) > rt.settings.max_body_bytes:
+            raise GatewayError(
+                413,
+                f"The request body is larger than {rt.settings.max_body_mb} MB.",
+                code="request_too_large",
+            )
+        key = authenticate(rt.catalog, http_req.headers, http_req.remote_addr)
+        call = frontend.parse_request(endpoint, http_req.get_data(cache=False))
+        price, multiplier = _price(rt, key, call)
+        admission = rt.limiter.admit(key)
+        try:
+            hold = rt.wallets.reserve(key, _estimated_cost(rt, call, price, multiplier))
+        except GatewayError:
+            rt.limiter.release(admission, 0)
+            raise
+    except GatewayError as err:
+        if key is not None:  # refused before any upstream call: logged, never charged
+            rt.writer.record(
+                Record(
+                    request_id,
+                    key.user_id,
+                    key.id,
+                    None,
+                    endpoint,
+                    call.model if call else "",
+                    stream=bool(call and call.stream),
+                    status=err.status,
+                    error=err.message,
+                    latency_ms=int((time.perf_counter() - started) * 1000),
+                    attempts=0,
+                )
+            )
+        return frontend.render_error(err)
+    ticket = Ticket(rt, frontend, request_id, started, key, call, price, multiplier, admission, hold)
+    try:
+        return _forward(ticket)
+    except GatewayError as err:
+        ticket.finish(None, err.status, err.message)
+        return frontend.render_error(err)
+    except BaseException:
+        ticket.finish(None, 500, "internal error")
+        raise
+
+
+def _price(rt: Runtime, key: KeyInfo, call: Call) -> tuple[PriceInfo, Fraction]:
+    snap = rt.catalog.snapshot
+    if key.models is not None and call.model not in key.models:
+        raise GatewayError(
+            403,
+            f"This API key may not use the model `{call.model}`.",
+            "permission_denied",
+            "model_not_allowed",
+            "model",
+        )
+    if (key.group, call.model) not in snap.known:
+        raise GatewayError(
+            404,
+            f"The model `{call.model}` does not exist or you do not have access to it. "
+            "GET /v1/models lists the models this key can use.",
+            "invalid_request_error",
+            "model_not_found",
+            "model",
+        )
+    price = snap.prices.get(call.model)
+    if price is None:
+        if not (rt.settings.allow_free_models or snap.settings.get("allow_free_models")):
+            raise GatewayError(
+                403,
+                f"The model `{call.model}` has no price yet; an admin must set one.",
+                "permission_denied",
+                "model_not_priced",
+                "model",
+            )
+        price = FREE
+    return price, snap.multipliers.get(key.group, Fraction(1))
+
+
+def _estimated_cost(rt: Runtime, call: Call, price: PriceInfo, multiplier: Fraction) -> int:
+    # cheap upper-ish bound, no tokenizer on the hot path: a token is rarely shorter than 3 bytes of JSON
+    prompt = len(call.raw) // 3 + 1
+    output = 0
+    if call.endpoint in ("chat", "completions"):
+        output = call.max_output_tokens or rt.settings.default_output_reserve_tokens
+    return cost_micro_usd(price, Usage(prompt, output), multiplier)
+
+
+def _forward(t: Ticket) -> Response:
+    rt, call = t.rt, t.call
+    candidates = rt.router.candidates(t.key.group, call.model)
+    if not candidates:
+        raise GatewayError(
+            503,
+            f"No channel is available for the model `{call.model}` right now.",
+            "server_error",
+            "no_channel_available",
+        )
+    last: GatewayError | None = None
+    for channel in candidates:
+        key = rt.router.pick_key(channel)
+        adaptor = adaptors.get(channel.type)
+        t.channel, t.attempts = channel, t.attempts + 1
+        try:
+            response = _attempt(t, adaptor, channel, key)
+        except GatewayError as err:
+            err = _scrub(err, key)
+            if not err.retryable:
+                raise  # the client's own mistake, as the upstream judged it: no failover, no health penalty
+            rt.router.failed(channel, key, err)
+            t.failed.append((channel.id, err.message))
+            last = err
+            continue
+        rt.router.succeeded(channel)
+        return response
+    raise _final_error(last)
+
+
+def _attempt(t: Ticket, adaptor: adaptors.Adaptor, channel: ChannelInfo, key: UpstreamKey) -> Response:
+    request = adaptor.build_request(t.call, channel, key)
+    timeout_s = channel.timeout_s or t.rt.settings.default_timeout_s
+    response = upstream.send(t.rt.pools, request, timeout_s)
+    if response.status_code >= 400:
+        body = upstream.read_body(response)
+        raise adaptor.map_error(response.status_code, body, response)
+    if t.call.stream and "event-stream" in (response.get("content-type") or ""):
+        events = adaptor.stream_events(t.call, upstream.iter_body(response))
+        try:
+            first = next(events)  # before the first byte goes out, a failure can still fail over
+        except StopIteration:
+            raise GatewayError(
+                502,
+                "The upstream closed the stream before sending anything.",
+                "server_error",
+                "upstream_empty_stream",
+                retryable=True,
+            ) from None
+        t.ttft_ms = t.elapsed_ms()
+        t.channel_ok = True
+        return Response(
+            _stream(t, adaptor, first, events), 200, content_type="text/event-stream", headers=STREAM_HEADERS
+        )
+    body, usage = adaptor.parse_response(t.call, upstream.read_body(response))
+    t.channel_ok = True
+    t.ttft_ms = t.elapsed_ms()
+    t.finish(usage or t.estimate(_completion_text(body)), 200)
+    return Response(body, 200, content_type="application/json")
+
+
+def _stream(t: Ticket, adaptor: adaptors.Adaptor, first: bytes, events) -> object:
+    """Forward each event as it arrives; settle from the upstream's usage, or from what was delivered."""
+    usage: Usage | None = None
+    delivered: list[bytes] = []
+    status, error = 200, ""
+    wants_usage = t.call.wants_usage
+    payload = first
+    try:
+        while True:
+            if payload == b"[DONE]":
+                yield b"data: [DONE]\n\n"
+                break
+            found = adaptor.event_usage(payload)
+            if found is not None:
+                usage = found
+                if not wants_usage and (b'"choices":[]' in payload or b'"choices": []' in payload):
+                    payload = next(events)
+                    continue  # the gateway asked for this chunk, the client did not
+            delivered.append(payload)
+            yield sse.frame(payload)
+            payload = next(events)
+    except StopIteration:
+        pass  # some servers end without [DONE]; the stream is still whole
+    except GatewayError as err:
+        status, error = 502, f"The upstream stream broke off: {err.message}"
+        body = {
+            "error": {"message": error, "type": "server_error", "param": None, "code": "upstream_stream_cut"}
+        }
+        yield sse.frame(orjson.dumps(body))
+    except GeneratorExit:
+        status, error = 499, "The client closed the stream."
+        raise
+    finally:
+        events.close()  # stops the upstream request when the client went away
+        if usage is None or status != 200:
+            usage = t.estimate(t.frontend.delivered_text(delivered)) if usage is None else usage
+        t.finish(usage, status, error)
+
+
+def _completion_text(body: bytes) -> str:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    parts = []
+    for choice in data.get("choices") or ():
+        message = choice.get("message") or {}
+        parts.append(message.get("content") or choice.get("text") or "")
+    return "".join(p for p in parts if isinstance(p, str))
+
+
+def _scrub(err: GatewayError, key: UpstreamKey) -> GatewayError:
+    """Upstream messages may quote the key they were sent; never pass that on."""
+    if err.disables_key:
+        err.message = f"The upstream rejected its key ({err.upstream_status})."
+    elif key.secret and key.secret in err.message:
+        err.message = err.message.replace(key.secret, "[redacted]")
+    return err
+
+
+def _final_error(last: GatewayError | None) -> GatewayError:
+    if last is None:
+        return GatewayError(
+            503, "No channel could take this request.", "server_error", "no_channel_available"
+        )
+    if last.upstream_status == 429 and not last.disables_key:
+        return GatewayError(
+            429,
+            "The upstream is rate limited; retry later.",
+            "requests",
+            "upstream_rate_limited",
+            retry_after=last.retry_after or 1,
+        )
+    if last.status == 504:
+        return last
+    detail = f" (last: {last.message})" if last.message else ""
+    return GatewayError(502, f"Every upstream channel failed{detail}", "server_error", "upstream_error")

@@ -1,0 +1,232 @@
+"""The writer: usage log rows and their charges, committed in batches by one background greenlet.
+
+Every `FLUSH_INTERVAL` seconds it drains the queue and writes, in ONE transaction: the log rows, one
+ledger entry per charged row, the wallet balances, each key's spend and monthly tokens, and channel
+counters. So money and logs cannot drift: a crash loses at most one interval and never counts twice
+(`request_id` is unique in both tables). With `FLUSH_INTERVAL=0` the request writes through itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gevent
+from gevent.event import Event
+from sqlalchemy import bindparam, case, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.billing import current_month
+from gateway.domain.models import ApiKey, Channel, LedgerEntry, UsageLog, User, db
+
+log = logging.getLogger("relayhouse.writer")
+
+
+@dataclass(slots=True)
+class Record:
+    request_id: str
+    user_id: int | None
+    key_id: int | None
+    channel_id: int | None
+    endpoint: str
+    model: str
+    upstream_model: str = ""
+    stream: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_micro_usd: int = 0
+    usage_source: str = "upstream"
+    latency_ms: int = 0
+    ttft_ms: int | None = None
+    status: int = 200
+    error: str = ""
+    attempts: int = 1
+    created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    # channels tried before the one that answered, with their errors, for channel health counters
+    failed_channels: list[tuple[int, str]] = field(default_factory=list)
+    channel_ok: bool = (
+        False  # the final channel answered (the request may still fail later, e.g. a cut stream)
+    )
+
+    def row(self) -> dict:
+        return {name: getattr(self, name) for name in LOG_COLUMNS}
+
+
+LOG_COLUMNS = (
+    "request_id",
+    "created_at",
+    "user_id",
+    "key_id",
+    "channel_id",
+    "endpoint",
+    "model",
+    "upstream_model",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_micro_usd",
+    "usage_source",
+    "latency_ms",
+    "ttft_ms",
+    "status",
+    "error",
+    "attempts",
+)
+
+
+class Writer:
+    def __init__(self, app_context: Callable, interval_s: float) -> None:
+        self._app_context = app_context
+        self.interval_s = interval_s
+        self._queue: list[Record] = []
+        self._wake = Event()
+        self._stopping = False
+        self._greenlet: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        if self.interval_s > 0 and self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
+
+    def record(self, record: Record) -> None:
+        self._queue.append(record)
+        if self.interval_s <= 0:
+            self.flush()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # keep the batch for the next round; never lose or double it
+                log.exception("flush failed; retrying in %ss", self.interval_s)
+
+    def stop(self) -> None:
+        """Flush everything that is queued (SIGTERM, shutdown, tests)."""
+        self._stopping = True
+        self._wake.set()
+        if self._greenlet is not None:
+            self._greenlet.join(timeout=10)
+            self._greenlet = None
+        self.flush()
+
+    def flush(self) -> int:
+        if not self._queue:
+            return 0
+        batch, self._queue = self._queue, []
+        try:
+            with self._app_context():
+                try:
+                    write_batch(batch)
+                except IntegrityError:
+                    # a commit whose answer was lost may have landed: write only the rows not yet there
+                    db.session.rollback()
+                    ids = [r.request_id for r in batch]
+                    done = set(
+                        db.session.scalars(select(UsageLog.request_id).where(UsageLog.request_id.in_(ids)))
+                    )
+                    batch = [r for r in batch if r.request_id not in done]
+                    if batch:
+                        write_batch(batch)
+        except BaseException:
+            self._queue[:0] = batch
+            raise
+        return len(batch)
+
+
+def write_batch(batch: list[Record]) -> None:
+    session = db.session
+    month = current_month()
+    session.execute(insert(UsageLog), [r.row() for r in batch])
+    charges = [r for r in batch if r.cost_micro_usd and r.user_id is not None]
+    if charges:
+        session.execute(
+            insert(LedgerEntry),
+            [
+                {
+                    "user_id": r.user_id,
+                    "kind": "charge",
+                    "amount_micro_usd": -r.cost_micro_usd,
+                    "reason": f"{r.endpoint} {r.model}",
+                    "request_id": r.request_id,
+                    "created_at": r.created_at,
+                }
+                for r in charges
+            ],
+        )
+        per_user: dict[int, int] = defaultdict(int)
+        for r in charges:
+            per_user[r.user_id] += r.cost_micro_usd
+        users = User.__table__.c
+        session.execute(
+            update(User.__table__)
+            .where(users.id == bindparam("uid"))
+            .values(balance_micro_usd=users.balance_micro_usd - bindparam("spent")),
+            [{"uid": uid, "spent": spent} for uid, spent in per_user.items()],
+        )
+    per_key: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    last_used: dict[int, dt.datetime] = {}
+    for r in batch:
+        if r.key_id is not None:
+            per_key[r.key_id][0] += r.cost_micro_usd
+            per_key[r.key_id][1] += r.prompt_tokens + r.completion_tokens
+            last_used[r.key_id] = r.created_at
+    if per_key:
+        keys = ApiKey.__table__.c
+        session.execute(
+            update(ApiKey.__table__)
+            .where(keys.id == bindparam("kid"))
+            .values(
+                spent_micro_usd=keys.spent_micro_usd + bindparam("spent"),
+                month_tokens=case(
+                    (keys.month == bindparam("month"), keys.month_tokens + bindparam("tokens")),
+                    else_=bindparam("tokens"),
+                ),
+                month=bindparam("month"),
+                last_used_at=bindparam("used"),
+            ),
+            [
+                {"kid": kid, "spent": spent, "tokens": tokens, "month": month, "used": last_used[kid]}
+                for kid, (spent, tokens) in per_key.items()
+            ],
+        )
+    _channel_counters(batch)
+    session.commit()
+
+
+def _channel_counters(batch: list[Record]) -> None:
+    stats: dict[int, dict] = {}
+
+    def bump(channel_id: int, failed: bool, error: str, latency_ms: int | None, at: dt.datetime) -> None:
+        s = stats.setdefault(
+            channel_id, {"cid": channel_id, "n": 0, "f": 0, "err": None, "lat": None, "at": at}
+        )
+        s["n"] += 1
+        s["at"] = at
+        if failed:
+            s["f"] += 1
+            s["err"] = error[:500]
+        elif latency_ms is not None:
+            s["lat"] = latency_ms
+
+    for r in batch:
+        for channel_id, error in r.failed_channels:
+            bump(channel_id, True, error, None, r.created_at)
+        if r.channel_id is not None and r.channel_ok:
+            bump(r.channel_id, False, "", r.ttft_ms or r.latency_ms, r.created_at)
+    for s in stats.values():
+        values = {
+            "total_requests": Channel.total_requests + s["n"],
+            "total_failures": Channel.total_failures + s["f"],
+            "last_used_at": s["at"],
+        }
+        if s["err"] is not None:
+            values["last_error"] = s["err"]
+        if s["lat"] is not None:
+            values["last_latency_ms"] = s["lat"]
+        db.session.execute(update(Channel).where(Channel.id == s["cid"]).values(**values))
