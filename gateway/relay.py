@@ -206,8 +206,13 @@ def _forward(t: Ticket) -> Response:
             "no_channel_available",
         )
     last: GatewayError | None = None
-    for channel in candidates:
-        key = rt.router.pick_key(channel)
+    rejected_keys: set[int] = set()
+    queue = list(candidates)
+    while queue and t.attempts < rt.settings.retry_attempts:
+        channel = queue.pop(0)
+        key = rt.router.pick_key(channel, rejected_keys)
+        if key is None:
+            continue
         adaptor = adaptors.get(channel.type)
         t.channel, t.attempts = channel, t.attempts + 1
         try:
@@ -219,6 +224,9 @@ def _forward(t: Ticket) -> Response:
             rt.router.failed(channel, key, err)
             t.failed.append((channel.id, err.message))
             last = err
+            if err.disables_key:  # that key is set aside; the channel's other keys may still serve
+                rejected_keys.add(key.id)
+                queue.insert(0, channel)
             continue
         rt.router.succeeded(channel)
         return response

@@ -14,8 +14,6 @@ import logging
 import random
 from collections.abc import Callable
 
-import gevent
-
 from gateway.catalog import Catalog, ChannelInfo, UpstreamKey
 from gateway.neutral import GatewayError
 
@@ -56,9 +54,14 @@ class Router:
                 break
         return chosen[: self._attempts]
 
-    def pick_key(self, channel: ChannelInfo) -> UpstreamKey:
+    def pick_key(
+        self, channel: ChannelInfo, exclude: frozenset[int] | set[int] = frozenset()
+    ) -> UpstreamKey | None:
+        keys = [k for k in channel.keys if k.id not in exclude] if exclude else channel.keys
+        if not keys:
+            return None
         turn = self._turns.setdefault(channel.id, itertools.count())
-        return channel.keys[next(turn) % len(channel.keys)]
+        return keys[next(turn) % len(keys)]
 
     def succeeded(self, channel: ChannelInfo) -> None:
         if self._failures.get(channel.id):
@@ -67,7 +70,8 @@ class Router:
     def failed(self, channel: ChannelInfo, key: UpstreamKey, error: GatewayError) -> None:
         """Count a failure that was the upstream's fault (not a client's 4xx)."""
         if error.disables_key:
-            remaining = [k for k in channel.keys if k.id != key.id]
+            current = self._catalog.snapshot.channels.get(channel.id, channel)
+            remaining = [k for k in current.keys if k.id != key.id]
             reason = f"upstream answered {error.upstream_status} ({error.code or error.type})"
             self._change("key", key.id, "set_aside", reason)
             if not remaining:
@@ -84,4 +88,7 @@ class Router:
         log.warning("%s %s -> %s: %s", what, ident, status, reason)
         if what == "channel":
             self._failures.pop(ident, None)
-        gevent.spawn(self._set_status, what, ident, status, reason)
+        try:
+            self._set_status(what, ident, status, reason)
+        except Exception:
+            log.exception("could not record that %s %s is %s", what, ident, status)
