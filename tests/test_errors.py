@@ -1,0 +1,211 @@
+"""Errors a client sees, in OpenAI's shape and with the statuses the SDK maps to its exception classes;
+limits on keys; and no secret in any answer or log line."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+import openai
+import pytest
+
+from tests.conftest import Gateway, http
+from tests.fake_upstream import FakeUpstream
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def assert_openai_error(reply, status: int, code: str | None = None) -> None:
+    assert reply.status == status, (reply.status, reply.body)
+    assert set(reply.body["error"]) == {"message", "type", "param", "code"}
+    if code is not None:
+        assert reply.body["error"]["code"] == code
+    assert reply.headers["x-request-id"].startswith("req_")
+
+
+def test_authentication_errors(gateway: Gateway) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        gateway.client("sk-" + "x" * 48).chat.completions.create(model="any", messages=HI)
+    reply = http("POST", gateway.v1 + "/chat/completions", {"model": "x", "messages": HI})
+    assert_openai_error(reply, 401)
+
+
+def test_permission_errors(gateway: Gateway, upstream: FakeUpstream) -> None:
+    model, user, key = gateway.setup_model(upstream)
+    other = "other-" + secrets.token_hex(3)
+    gateway.channel(upstream, [other])
+    gateway.price(other)
+    limited = gateway.client(gateway.key(user, models=[model]))
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        limited.chat.completions.create(model=other, messages=HI)
+    assert caught.value.code == "model_not_allowed"
+    unpriced = "unpriced-" + secrets.token_hex(3)
+    gateway.channel(upstream, [unpriced])
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        gateway.client(key).chat.completions.create(model=unpriced, messages=HI)
+    assert caught.value.code == "model_not_priced"
+    rows = gateway.logs_of(user, 2)
+    assert {r["status"] for r in rows} == {403} and all(r["cost_micro_usd"] == 0 for r in rows)
+
+
+def test_unknown_model_is_404_pointing_to_model_list(gateway: Gateway, upstream: FakeUpstream) -> None:
+    _, _, key = gateway.setup_model(upstream)
+    with pytest.raises(openai.NotFoundError) as caught:
+        gateway.client(key).chat.completions.create(model="no-such-model", messages=HI)
+    assert caught.value.code == "model_not_found" and "GET /v1/models" in caught.value.message
+
+
+def test_bad_requests_are_400(gateway: Gateway, upstream: FakeUpstream) -> None:
+    model, _, key = gateway.setup_model(upstream)
+    headers = {"Authorization": f"Bearer {key['key']}", "Content-Type": "application/json"}
+    assert_openai_error(http("POST", gateway.v1 + "/chat/completions", raw=b"{not json", headers=headers), 400)
+    with pytest.raises(openai.BadRequestError) as caught:
+        gateway.client(key).chat.completions.create(model=model, messages=[])
+    assert caught.value.param == "messages"
+    reply = http("POST", gateway.v1 + "/embeddings", {"input": "x"}, headers)
+    assert_openai_error(reply, 400)
+    assert reply.body["error"]["param"] == "model"
+
+
+def test_empty_wallet_is_402(gateway: Gateway, upstream: FakeUpstream) -> None:
+    model, user, key = gateway.setup_model(upstream, balance_usd=0)
+    with pytest.raises(openai.APIStatusError) as caught:
+        gateway.client(key).chat.completions.create(model=model, messages=HI)
+    assert caught.value.status_code == 402 and caught.value.code == "insufficient_quota"
+    assert not any(r.json and r.json.get("model") == model for r in upstream.requests)
+
+
+def test_key_spend_limit_is_402(gateway: Gateway, upstream: FakeUpstream) -> None:
+    model, user, _ = gateway.setup_model(upstream, input_per_mtok_usd=10000, output_per_mtok_usd=10000)
+    client = gateway.client(gateway.key(user, spend_limit_usd=0.01))
+    client.chat.completions.create(model=model, messages=HI, max_tokens=10)  # costs more than $0.01
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model=model, messages=HI, max_tokens=10)
+    assert caught.value.status_code == 402 and caught.value.code == "key_spend_limit_reached"
+
+
+def test_requests_per_minute_is_429_with_retry_after(gateway: Gateway, upstream: FakeUpstream) -> None:
+    model, user, _ = gateway.setup_model(upstream)
+    client = gateway.client(gateway.key(user, requests_per_minute=2))
+    client.chat.completions.create(model=model, messages=HI)
+    client.chat.completions.create(model=model, messages=HI)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model=model, messages=HI)
+    assert 1 <= int(caught.value.response.headers["retry-after"]) <= 60
+
+
+def test_requests_per_hour(gateway: Gateway, upstream: FakeUpstream) -> None:
+    model, user, _ = gateway.setup_model(upstream)
+    client = gateway.client(gateway.key(user, requests_per_hour=1))
+    client.chat.completions.create(model=model, messages=HI)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model=model, messages=HI)
+
+
+def test_tokens_per_minute(gateway: Gateway, upstream: FakeUpstream) -> None:
+    model, user, _ = gateway.setup_model(upstream)
+    client = gateway.client(gateway.key(user, tokens_per_minute=8))
+    client.chat.completions.create(model=model, messages=HI)  # uses 5 + 5 tokens: the window is full
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model=model, messages=HI)
+    assert caught.value.response.headers["retry-after"]
+
+
+def test_monthly_token_cap(gateway: Gateway, upstream: FakeUpstream) -> None:
+    model, user, _ = gateway.setup_model(upstream)
+    key = gateway.key(user, tokens_per_month=5)
+    client = gateway.client(key)
+    first = client.chat.completions.create(model=model, messages=HI)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model=model, messages=HI)
+    assert caught.value.code == "token_cap_reached"
+    gateway.logs_of(user, 2)
+    assert gateway.ok("GET", f"/keys/{key['id']}")["month_tokens"] == first.usage.total_tokens
+
+
+def test_concurrency_limit(gateway: Gateway, fresh_upstream: FakeUpstream) -> None:
+    model, user, _ = gateway.setup_model(fresh_upstream)
+    fresh_upstream.behave(chunks=5, chunk_delay_s=0.3)
+    client = gateway.client(gateway.key(user, max_concurrent=1))
+    done = threading.Event()
+
+    def slow() -> None:
+        list(client.chat.completions.create(model=model, messages=HI, stream=True))
+        done.set()
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    time.sleep(0.5)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model=model, messages=HI)
+    assert caught.value.response.headers["retry-after"]
+    worker.join(10)
+    assert done.is_set()
+    assert client.chat.completions.create(model=model, messages=HI, stream=False).choices
+
+
+def test_disabled_user_is_403(gateway: Gateway, upstream: FakeUpstream) -> None:
+    model, user, key = gateway.setup_model(upstream)
+    gateway.ok("PATCH", f"/users/{user['id']}", {"status": "disabled"})
+    with pytest.raises(openai.PermissionDeniedError):
+        gateway.client(key).chat.completions.create(model=model, messages=HI)
+
+
+def test_body_too_large_is_413(gateway: Gateway, upstream: FakeUpstream) -> None:
+    model, _, key = gateway.setup_model(upstream)
+    big = b'{"model":"' + model.encode() + b'","messages":[{"role":"user","content":"' + b"a" * (33 << 20) + b'"}]}'
+    reply = http("POST", gateway.v1 + "/chat/completions", raw=big,
+                 headers={"Authorization": f"Bearer {key['key']}", "Content-Type": "application/json"})
+    assert_openai_error(reply, 413)
+
+
+def test_no_enabled_channel_is_503(gateway: Gateway, upstream: FakeUpstream) -> None:
+    model = "off-" + secrets.token_hex(3)
+    channel = gateway.channel(upstream, [model])
+    gateway.price(model)
+    gateway.ok("PATCH", f"/channels/{channel['id']}", {"status": "disabled"})
+    user = gateway.user(5)
+    with pytest.raises(openai.InternalServerError) as caught:
+        gateway.client(gateway.key(user)).chat.completions.create(model=model, messages=HI)
+    assert caught.value.status_code == 503
+
+
+def test_upstream_failure_is_502_and_timeout_504(gateway: Gateway, fresh_upstream: FakeUpstream) -> None:
+    model, user, key = gateway.setup_model(fresh_upstream)
+    fresh_upstream.behave(status=500)
+    with pytest.raises(openai.InternalServerError) as caught:
+        gateway.client(key).chat.completions.create(model=model, messages=HI)
+    assert caught.value.status_code == 502
+    slow_model = "slow-" + secrets.token_hex(3)
+    gateway.channel(fresh_upstream, [slow_model], timeout_s=0.5)
+    gateway.price(slow_model)
+    fresh_upstream.reset()
+    fresh_upstream.behave(stall_s=3)
+    with pytest.raises(openai.InternalServerError) as caught:
+        gateway.client(key).chat.completions.create(model=slow_model, messages=HI)
+    assert caught.value.status_code == 504
+    rows = gateway.logs_of(user, 2)
+    assert sorted(r["status"] for r in rows) == [502, 504] and all(r["cost_micro_usd"] == 0 for r in rows)
+
+
+def test_no_secret_in_answers_or_logs(gateway: Gateway, fresh_upstream: FakeUpstream) -> None:
+    upstream_secret = "sk-upstream-secret-" + secrets.token_hex(8)
+    model = "sec-" + secrets.token_hex(3)
+    fresh_upstream.behave(require_key="sk-something-else")  # its 401 message quotes the key it got
+    channel = gateway.channel(fresh_upstream, [model], keys=[upstream_secret])
+    gateway.price(model)
+    user = gateway.user(5)
+    key = gateway.key(user)
+    reply = http("POST", gateway.v1 + "/chat/completions", {"model": model, "messages": HI},
+                 {"Authorization": f"Bearer {key['key']}"})
+    assert reply.status == 502
+    assert upstream_secret not in reply.raw.decode() and upstream_secret[-8:] not in reply.raw.decode()
+    listing = gateway.api("GET", f"/channels/{channel['id']}").raw.decode()
+    assert upstream_secret not in listing
+    row = gateway.logs_of(user, 1)[0]
+    assert upstream_secret not in str(row)
+    time.sleep(0.3)
+    log_text = gateway.server_log()
+    assert upstream_secret not in log_text and key["key"] not in log_text
+    assert gateway.admin_token not in log_text
