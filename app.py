@@ -10,7 +10,6 @@ import os
 import resource
 import secrets
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -163,8 +162,17 @@ def _register_commands(app: Flask) -> None:
 
 
 def serve() -> None:
+    import socket
+
     from gevent.pywsgi import WSGIServer
     from geventwebsocket.handler import WebSocketHandler
+
+    class Handler(WebSocketHandler):
+        def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+            # pywsgi writes the headers and the body in two calls; without TCP_NODELAY, Nagle's algorithm
+            # and the client's delayed ACK hold the body back some 40 ms on every keep-alive request
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            super().__init__(sock, *args, **kwargs)
 
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -175,26 +183,27 @@ def serve() -> None:
     server = WSGIServer(
         (rt.settings.host, rt.settings.port),
         app,
-        handler_class=WebSocketHandler,
+        handler_class=Handler,
         log=None,
         error_log=logging.getLogger("relayhouse.http"),
     )
 
     def shutdown() -> None:
-        log.info("stopping: finishing requests in flight and flushing logs")
-        server.close()
-        server.stop(timeout=10)
-        rt.stop()
-        sys.exit(0)
+        log.info("stopping: finishing requests in flight, then flushing logs")
+        server.stop(timeout=10)  # serve_forever returns once this is done
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(sig, lambda: gevent.spawn(shutdown))
+        gevent.signal_handler(sig, gevent.spawn, shutdown)
     print(
         f"Relayhouse {__version__} listening on http://{rt.settings.host}:{rt.settings.port} "
         f"(started {time.strftime('%H:%M:%S')})",
         flush=True,
     )
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        rt.stop()
+        log.info("stopped")
 
 
 if __name__ == "__main__":

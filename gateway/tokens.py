@@ -1,24 +1,53 @@
-"""Token counting for estimated usage, with tiktoken-compatible encodings shipped inside the
-`bpe-openai` wheel: nothing is downloaded at run time.
+"""Token counting for estimated usage: `tiktoken`, fed with the cl100k and o200k encoding files that the
+`bpe-openai` wheel ships, so nothing is ever downloaded at run time.
 
-Used only when an upstream reports no usage, or a stream is cut before its usage arrives.
+tiktoken fetches an encoding file by URL and caches it under `TIKTOKEN_CACHE_DIR`, keyed by the SHA-1 of the
+URL, checking the file's SHA-256 against the hash it expects. We put the shipped file in that cache before
+tiktoken looks, so its own integrity check still runs and it never reaches for the network. Encodings load
+on first use only (each costs tens of MB): they are needed only when an upstream reports no usage, or a
+stream is cut before its usage arrives.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import importlib.util
+import os
+import tempfile
 from functools import cache
+from pathlib import Path
 from typing import Any
 
-import bpe_openai
+import tiktoken
 
 O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss")
 TOKENS_PER_MESSAGE = 3  # OpenAI's cookbook figure for chat formatting overhead
 TOKENS_PER_REPLY = 3
+ENCODING_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"  # tiktoken's cache key
+
+
+def _seed_cache(name: str) -> None:
+    cache_dir = os.environ.setdefault(
+        "TIKTOKEN_CACHE_DIR", os.path.join(tempfile.gettempdir(), "relayhouse-tiktoken")
+    )
+    target = Path(cache_dir) / hashlib.sha1(ENCODING_URL.format(name=name).encode()).hexdigest()
+    if target.exists():
+        return
+    spec = importlib.util.find_spec("bpe_openai")  # located, not imported: only its data files are wanted
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the bpe-openai package, which ships the encoding files, is not installed")
+    shipped = Path(spec.submodule_search_locations[0]) / "data" / f"{name}.tiktoken.gz"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_bytes(gzip.decompress(shipped.read_bytes()))
+    partial.replace(target)
 
 
 @cache
 def encoding(name: str) -> Any:
-    return bpe_openai.get_encoding(name)
+    _seed_cache(name)
+    return tiktoken.get_encoding(name)
 
 
 def encoding_for(model: str) -> Any:
@@ -27,7 +56,7 @@ def encoding_for(model: str) -> Any:
 
 
 def count(model: str, text: str) -> int:
-    return len(encoding_for(model).encode(text)) if text else 0
+    return len(encoding_for(model).encode(text, disallowed_special=())) if text else 0
 
 
 def _text_of(value: Any) -> str:

@@ -48,8 +48,9 @@ class Reply:
     raw: bytes
 
 
-def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
-         raw: bytes | None = None) -> Reply:
+def http(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None
+) -> Reply:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     request = urllib.request.Request(url, data=data, method=method)
     if body is not None:
@@ -84,8 +85,14 @@ class Gateway:
     def v1(self) -> str:
         return self.url + "/v1"
 
-    def api(self, method: str, path: str, body: Any = None, token: str | None = None,
-            headers: dict[str, str] | None = None) -> Reply:
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         auth = {"Authorization": f"Bearer {token or self.admin_token}"}
         return http(method, self.url + "/api" + path, body, {**auth, **(headers or {})})
 
@@ -110,9 +117,14 @@ class Gateway:
 
     # -- setting things up ------------------------------------------------------------------------
     def channel(self, upstream: FakeUpstream, models: list[str], **fields: Any) -> dict:
-        body = {"name": fields.pop("name", "ch-" + secrets.token_hex(3)), "type": "openai",
-                "base_url": upstream.base_url, "keys": fields.pop("keys", ["sk-upstream-" + secrets.token_hex(8)]),
-                "models": models, **fields}
+        body = {
+            "name": fields.pop("name", "ch-" + secrets.token_hex(3)),
+            "type": "openai",
+            "base_url": upstream.base_url,
+            "keys": fields.pop("keys", ["sk-upstream-" + secrets.token_hex(8)]),
+            "models": models,
+            **fields,
+        }
         return self.ok("POST", "/channels", body)
 
     def price(self, model: str, **fields: Any) -> dict:
@@ -121,7 +133,9 @@ class Gateway:
 
     def user(self, balance_usd: float = 10, **fields: Any) -> dict:
         name = fields.pop("username", "u-" + secrets.token_hex(4))
-        user = self.ok("POST", "/users", {"username": name, "password": "pw-" + secrets.token_hex(8), **fields})
+        user = self.ok(
+            "POST", "/users", {"username": name, "password": "pw-" + secrets.token_hex(8), **fields}
+        )
         if balance_usd:
             self.ok("POST", f"/users/{user['id']}/wallet", {"amount_usd": balance_usd, "reason": "test"})
         return user
@@ -133,7 +147,9 @@ class Gateway:
         secret = key if isinstance(key, str) else key["key"]
         return openai.OpenAI(base_url=self.v1, api_key=secret, max_retries=0, timeout=30, **kw)
 
-    def setup_model(self, upstream: FakeUpstream, balance_usd: float = 10, **price: Any) -> tuple[str, dict, dict]:
+    def setup_model(
+        self, upstream: FakeUpstream, balance_usd: float = 10, **price: Any
+    ) -> tuple[str, dict, dict]:
         """A fresh model served by one channel with a price, and a funded user with a key."""
         model = "m-" + secrets.token_hex(4)
         self.channel(upstream, [model])
@@ -206,8 +222,11 @@ def start_gateway(tmp: Path, database_url: str, **env: str) -> Gateway:
     }
     log_path = tmp / f"gateway-{port}.log"
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=full_env,
-        stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+        [sys.executable, str(ROOT / "app.py")],
+        cwd=ROOT,
+        env=full_env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60

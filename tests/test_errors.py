@@ -59,7 +59,9 @@ def test_unknown_model_is_404_pointing_to_model_list(gateway: Gateway, upstream:
 def test_bad_requests_are_400(gateway: Gateway, upstream: FakeUpstream) -> None:
     model, _, key = gateway.setup_model(upstream)
     headers = {"Authorization": f"Bearer {key['key']}", "Content-Type": "application/json"}
-    assert_openai_error(http("POST", gateway.v1 + "/chat/completions", raw=b"{not json", headers=headers), 400)
+    assert_openai_error(
+        http("POST", gateway.v1 + "/chat/completions", raw=b"{not json", headers=headers), 400
+    )
     with pytest.raises(openai.BadRequestError) as caught:
         gateway.client(key).chat.completions.create(model=model, messages=[])
     assert caught.value.param == "messages"
@@ -154,9 +156,19 @@ def test_disabled_user_is_403(gateway: Gateway, upstream: FakeUpstream) -> None:
 
 def test_body_too_large_is_413(gateway: Gateway, upstream: FakeUpstream) -> None:
     model, _, key = gateway.setup_model(upstream)
-    big = b'{"model":"' + model.encode() + b'","messages":[{"role":"user","content":"' + b"a" * (33 << 20) + b'"}]}'
-    reply = http("POST", gateway.v1 + "/chat/completions", raw=big,
-                 headers={"Authorization": f"Bearer {key['key']}", "Content-Type": "application/json"})
+    big = (
+        b'{"model":"'
+        + model.encode()
+        + b'","messages":[{"role":"user","content":"'
+        + b"a" * (33 << 20)
+        + b'"}]}'
+    )
+    reply = http(
+        "POST",
+        gateway.v1 + "/chat/completions",
+        raw=big,
+        headers={"Authorization": f"Bearer {key['key']}", "Content-Type": "application/json"},
+    )
     assert_openai_error(reply, 413)
 
 
@@ -197,8 +209,12 @@ def test_no_secret_in_answers_or_logs(gateway: Gateway, fresh_upstream: FakeUpst
     gateway.price(model)
     user = gateway.user(5)
     key = gateway.key(user)
-    reply = http("POST", gateway.v1 + "/chat/completions", {"model": model, "messages": HI},
-                 {"Authorization": f"Bearer {key['key']}"})
+    reply = http(
+        "POST",
+        gateway.v1 + "/chat/completions",
+        {"model": model, "messages": HI},
+        {"Authorization": f"Bearer {key['key']}"},
+    )
     assert reply.status == 502
     assert upstream_secret not in reply.raw.decode() and upstream_secret[-8:] not in reply.raw.decode()
     listing = gateway.api("GET", f"/channels/{channel['id']}").raw.decode()

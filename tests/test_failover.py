@@ -24,8 +24,9 @@ def two_channels(gateway: Gateway, first: FakeUpstream, second: FakeUpstream, **
     return model, a, b, user, gateway.key(user)
 
 
-def test_higher_priority_channel_is_tried_first(gateway: Gateway, fresh_upstream: FakeUpstream,
-                                                upstream2: FakeUpstream) -> None:
+def test_higher_priority_channel_is_tried_first(
+    gateway: Gateway, fresh_upstream: FakeUpstream, upstream2: FakeUpstream
+) -> None:
     model, a, b, user, key = two_channels(gateway, fresh_upstream, upstream2)
     client = gateway.client(key)
     for _ in range(3):
@@ -34,8 +35,9 @@ def test_higher_priority_channel_is_tried_first(gateway: Gateway, fresh_upstream
     assert {r["channel_id"] for r in rows} == {a["id"]}
 
 
-def test_fails_over_when_first_channel_answers_500(gateway: Gateway, fresh_upstream: FakeUpstream,
-                                                   upstream2: FakeUpstream) -> None:
+def test_fails_over_when_first_channel_answers_500(
+    gateway: Gateway, fresh_upstream: FakeUpstream, upstream2: FakeUpstream
+) -> None:
     model, a, b, user, key = two_channels(gateway, fresh_upstream, upstream2)
     fresh_upstream.behave(status=500)
     seen_before = len(upstream2.requests)
@@ -46,8 +48,9 @@ def test_fails_over_when_first_channel_answers_500(gateway: Gateway, fresh_upstr
     assert row["channel_id"] == b["id"] and row["attempts"] == 2 and row["status"] == 200
 
 
-def test_fails_over_when_first_channel_times_out(gateway: Gateway, fresh_upstream: FakeUpstream,
-                                                 upstream2: FakeUpstream) -> None:
+def test_fails_over_when_first_channel_times_out(
+    gateway: Gateway, fresh_upstream: FakeUpstream, upstream2: FakeUpstream
+) -> None:
     model, a, b, user, key = two_channels(gateway, fresh_upstream, upstream2, timeout_s=0.5)
     fresh_upstream.behave(stall_s=5)
     started = time.monotonic()
@@ -58,8 +61,9 @@ def test_fails_over_when_first_channel_times_out(gateway: Gateway, fresh_upstrea
     assert row["channel_id"] == b["id"] and row["attempts"] == 2
 
 
-def test_stream_fails_over_before_the_first_byte(gateway: Gateway, fresh_upstream: FakeUpstream,
-                                                 upstream2: FakeUpstream) -> None:
+def test_stream_fails_over_before_the_first_byte(
+    gateway: Gateway, fresh_upstream: FakeUpstream, upstream2: FakeUpstream
+) -> None:
     model, a, b, user, key = two_channels(gateway, fresh_upstream, upstream2)
     fresh_upstream.behave(status=503)
     chunks = list(gateway.client(key).chat.completions.create(model=model, messages=HI, stream=True))
@@ -67,8 +71,9 @@ def test_stream_fails_over_before_the_first_byte(gateway: Gateway, fresh_upstrea
     assert gateway.logs_of(user, 1)[0]["channel_id"] == b["id"]
 
 
-def test_no_retry_once_streaming_started(gateway: Gateway, fresh_upstream: FakeUpstream,
-                                         upstream2: FakeUpstream) -> None:
+def test_no_retry_once_streaming_started(
+    gateway: Gateway, fresh_upstream: FakeUpstream, upstream2: FakeUpstream
+) -> None:
     model, a, b, user, key = two_channels(gateway, fresh_upstream, upstream2)
     fresh_upstream.behave(chunks=6, cut_after_chunks=2)
     seen_before = len(upstream2.requests)
@@ -114,12 +119,14 @@ def test_channel_disabled_after_consecutive_failures_and_probed_back(
         time.sleep(0.2)
     assert gateway.ok("GET", f"/channels/{a['id']}")["status"] == "enabled"
     client.chat.completions.create(model=model, messages=HI)
-    assert any(r.path.endswith("/chat/completions") and r.json.get("model") == model
-               for r in fresh_upstream.requests)
+    assert any(
+        r.path.endswith("/chat/completions") and r.json.get("model") == model for r in fresh_upstream.requests
+    )
 
 
-def test_rejected_key_is_set_aside_and_others_keep_serving(gateway: Gateway,
-                                                            fresh_upstream: FakeUpstream) -> None:
+def test_rejected_key_is_set_aside_and_others_keep_serving(
+    gateway: Gateway, fresh_upstream: FakeUpstream
+) -> None:
     model = "keys-" + secrets.token_hex(4)
     fresh_upstream.behave(require_key="sk-good-key-0001")
     channel = gateway.channel(fresh_upstream, [model], keys=["sk-bad-key-00001", "sk-good-key-0001"])
@@ -136,14 +143,21 @@ def test_rejected_key_is_set_aside_and_others_keep_serving(gateway: Gateway,
     fresh_upstream.reset()
     deadline = time.time() + 10
     while time.time() < deadline:
-        if [k["status"] for k in gateway.ok("GET", f"/channels/{channel['id']}")["keys"]] == ["active", "active"]:
+        if [k["status"] for k in gateway.ok("GET", f"/channels/{channel['id']}")["keys"]] == [
+            "active",
+            "active",
+        ]:
             break
         time.sleep(0.2)
-    assert [k["status"] for k in gateway.ok("GET", f"/channels/{channel['id']}")["keys"]] == ["active", "active"]
+    assert [k["status"] for k in gateway.ok("GET", f"/channels/{channel['id']}")["keys"]] == [
+        "active",
+        "active",
+    ]
 
 
-def test_quota_exhausted_disables_a_single_key_channel_at_once(gateway: Gateway, fresh_upstream: FakeUpstream,
-                                                               upstream2: FakeUpstream) -> None:
+def test_quota_exhausted_disables_a_single_key_channel_at_once(
+    gateway: Gateway, fresh_upstream: FakeUpstream, upstream2: FakeUpstream
+) -> None:
     model, a, b, user, key = two_channels(gateway, fresh_upstream, upstream2)
     fresh_upstream.behave(quota_exhausted=True)
     assert gateway.client(key).chat.completions.create(model=model, messages=HI).choices
@@ -152,8 +166,9 @@ def test_quota_exhausted_disables_a_single_key_channel_at_once(gateway: Gateway,
     assert "insufficient_quota" in channel["status_reason"]
 
 
-def test_weighted_choice_inside_a_tier(gateway: Gateway, fresh_upstream: FakeUpstream,
-                                       upstream2: FakeUpstream) -> None:
+def test_weighted_choice_inside_a_tier(
+    gateway: Gateway, fresh_upstream: FakeUpstream, upstream2: FakeUpstream
+) -> None:
     model = "w-" + secrets.token_hex(4)
     heavy = gateway.channel(fresh_upstream, [model], weight=9)
     light = gateway.channel(upstream2, [model], weight=1)

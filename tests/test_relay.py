@@ -44,8 +44,9 @@ def test_chat_stream_forwards_every_chunk_and_hides_usage_unless_asked(
 ) -> None:
     model, user, key = gateway.setup_model(upstream)
     client = gateway.client(key)
-    chunks = list(client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
-                                                 stream=True))
+    chunks = list(
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], stream=True)
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == CONTENT
     assert all(c.usage is None for c in chunks), "usage chunk leaked to a client that did not ask for it"
@@ -61,13 +62,17 @@ def test_chat_stream_passes_usage_to_clients_that_ask(gateway: Gateway, upstream
     model, user, key = gateway.setup_model(upstream)
     client = gateway.client(key)
     stream = client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "hi"}], stream=True,
+        model=model,
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == count_words(CONTENT)
     row = gateway.logs_of(user, 1)[0]
-    assert row["cost_micro_usd"] == expected_cost(chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens)
+    assert row["cost_micro_usd"] == expected_cost(
+        chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens
+    )
 
 
 def test_legacy_completions_stream_and_not(gateway: Gateway, upstream: FakeUpstream) -> None:
@@ -140,24 +145,36 @@ def test_legacy_billing_endpoints(gateway: Gateway, upstream: FakeUpstream) -> N
     sub = http("GET", gateway.url + "/dashboard/billing/subscription", headers=headers)
     assert sub.status == 200 and sub.body["object"] == "billing_subscription"
     assert sub.body["hard_limit_usd"] == 10.0
-    gateway.client(key).chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
-                                                max_tokens=50)
+    gateway.client(key).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=50
+    )
     row = gateway.logs_of(user, 1)[0]
-    usage = http("GET", gateway.v1 + "/dashboard/billing/usage?start_date=2000-01-01&end_date=2100-01-01",
-                 headers=headers)
+    usage = http(
+        "GET",
+        gateway.v1 + "/dashboard/billing/usage?start_date=2000-01-01&end_date=2100-01-01",
+        headers=headers,
+    )
     assert usage.status == 200 and usage.body["object"] == "list"
     assert usage.body["total_usage"] == pytest.approx(row["cost_micro_usd"] / 10_000)
     limited = gateway.key(user, spend_limit_usd=2.5)
-    sub = http("GET", gateway.v1 + "/dashboard/billing/subscription",
-               headers={"Authorization": f"Bearer {limited['key']}"})
+    sub = http(
+        "GET",
+        gateway.v1 + "/dashboard/billing/subscription",
+        headers={"Authorization": f"Bearer {limited['key']}"},
+    )
     assert sub.body["hard_limit_usd"] == 2.5
 
 
 def test_unsupported_endpoints_answer_501(gateway: Gateway, upstream: FakeUpstream) -> None:
     _, _, key = gateway.setup_model(upstream)
     headers = {"Authorization": f"Bearer {key['key']}"}
-    for method, path in (("POST", "/images/variations"), ("GET", "/files"), ("GET", "/files/file-1"),
-                         ("POST", "/fine-tunes"), ("GET", "/fine-tunes/ft-1/events")):
+    for method, path in (
+        ("POST", "/images/variations"),
+        ("GET", "/files"),
+        ("GET", "/files/file-1"),
+        ("POST", "/fine-tunes"),
+        ("GET", "/fine-tunes/ft-1/events"),
+    ):
         reply = http(method, gateway.v1 + path, headers=headers, raw=b"" if method == "POST" else None)
         assert reply.status == 501, path
         assert set(reply.body["error"]) == {"message", "type", "param", "code"}

@@ -73,8 +73,11 @@ def load_key_info(key_hash: str) -> KeyInfo | None:
     row = db.session.execute(
         db.select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.key_hash == key_hash)
     ).first()
-    db.session.rollback()  # end the read transaction: the relay holds no database state between requests
-    return None if row is None else key_info(row[0], row[1])
+    info = None if row is None else key_info(row[0], row[1])
+    # end the read transaction now (after reading the rows: a rollback expires them), so the request holds
+    # no connection while it waits on anything else
+    db.session.rollback()
+    return info
 
 
 def key_json(key: ApiKey) -> dict[str, Any]:
