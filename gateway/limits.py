@@ -37,12 +37,12 @@ class Limiter:
         self._limiter = SlidingWindowCounterRateLimiter(storage_from_string(storage_uri))
         self._inflight: dict[int, int] = {}
 
-    def _retry_after(self, item: RateLimitItem, key_id: int) -> float:
-        reset = self._limiter.get_window_stats(item, "key", str(key_id)).reset_time
+    def _retry_after(self, item: RateLimitItem, key_id: str) -> float:
+        reset = self._limiter.get_window_stats(item, "key", key_id).reset_time
         return reset - time.time()
 
-    def _hit(self, item: RateLimitItem, key_id: int, what: str) -> None:
-        if not self._limiter.hit(item, "key", str(key_id)):
+    def _hit(self, item: RateLimitItem, key_id: str, what: str) -> None:
+        if not self._limiter.hit(item, "key", key_id):
             raise _too_many(f"Rate limit reached for this API key: {what}.", self._retry_after(item, key_id))
 
     def admit(self, key: KeyInfo) -> Admission:
@@ -57,8 +57,8 @@ class Limiter:
             )
         if key.tokens_per_minute is not None:
             item = RateLimitItemPerMinute(key.tokens_per_minute)
-            if not self._limiter.test(item, "tpm", str(key.id)):
-                reset = self._limiter.get_window_stats(item, "tpm", str(key.id)).reset_time
+            if not self._limiter.test(item, "tpm", key.counter_id):
+                reset = self._limiter.get_window_stats(item, "tpm", key.counter_id).reset_time
                 raise _too_many(
                     f"Token rate limit reached for this API key: {key.tokens_per_minute} tokens per minute.",
                     reset - time.time(),
@@ -66,12 +66,12 @@ class Limiter:
         if key.requests_per_minute is not None:
             self._hit(
                 RateLimitItemPerMinute(key.requests_per_minute),
-                key.id,
+                key.counter_id,
                 f"{key.requests_per_minute} per minute",
             )
         if key.requests_per_hour is not None:
             self._hit(
-                RateLimitItemPerHour(key.requests_per_hour), key.id, f"{key.requests_per_hour} per hour"
+                RateLimitItemPerHour(key.requests_per_hour), key.counter_id, f"{key.requests_per_hour} per hour"
             )
         if key.max_concurrent is not None:
             inflight = self._inflight.get(key.id, 0)
@@ -96,10 +96,10 @@ class Limiter:
                 item = RateLimitItemPerMinute(key.tokens_per_minute)
                 # a hit larger than what is left is refused whole: fill the window instead, so that the
                 # next request waits for it to slide
-                if not self._limiter.hit(item, "tpm", str(key.id), cost=tokens):
-                    remaining = self._limiter.get_window_stats(item, "tpm", str(key.id)).remaining
+                if not self._limiter.hit(item, "tpm", key.counter_id, cost=tokens):
+                    remaining = self._limiter.get_window_stats(item, "tpm", key.counter_id).remaining
                     if remaining > 0:
-                        self._limiter.hit(item, "tpm", str(key.id), cost=remaining)
+                        self._limiter.hit(item, "tpm", key.counter_id, cost=remaining)
 
 
 def _seconds_to_next_month() -> int:

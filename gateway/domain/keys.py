@@ -42,6 +42,7 @@ class KeyInfo:
     tokens_per_minute: int | None
     tokens_per_month: int | None
     max_concurrent: int | None
+    counter_id: str = ""  # names this key's rate counters, unique even across deployments sharing a Redis
 
 
 def key_info(key: ApiKey, user: User) -> KeyInfo:
@@ -66,6 +67,7 @@ def key_info(key: ApiKey, user: User) -> KeyInfo:
         tokens_per_minute=key.tokens_per_minute,
         tokens_per_month=key.tokens_per_month,
         max_concurrent=key.max_concurrent,
+        counter_id=key.key_hash[:24],
     )
 
 
