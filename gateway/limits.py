@@ -71,7 +71,9 @@ class Limiter:
             )
         if key.requests_per_hour is not None:
             self._hit(
-                RateLimitItemPerHour(key.requests_per_hour), key.counter_id, f"{key.requests_per_hour} per hour"
+                RateLimitItemPerHour(key.requests_per_hour),
+                key.counter_id,
+                f"{key.requests_per_hour} per hour",
             )
         if key.max_concurrent is not None:
             inflight = self._inflight.get(key.id, 0)
