@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 import gevent
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Request, Response, g, jsonify, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_migrate import Migrate, upgrade
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -35,6 +36,7 @@ from gateway.runtime import Runtime
 
 log = logging.getLogger("relayhouse")
 MIGRATIONS = str(PROJECT_ROOT / "gateway" / "migrations")
+RELAY_PREFIXES = ("/v1/", "/dashboard/")
 
 
 @event.listens_for(Engine, "connect")
@@ -47,6 +49,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+class ConsoleSessions(SecureCookieSessionInterface):
+    """Console sessions for everything but the relay: API-key requests never read the session cookie."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        path = request.environ.get("PATH_INFO", "")
+        if path.startswith(RELAY_PREFIXES):
+            return None  # Flask then uses a null session, and saves nothing
+        return super().open_session(app, request)
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings: Settings = settings_from_env()
     if config:
@@ -55,14 +67,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(
         __name__, instance_path=settings.instance_dir, template_folder="templates", static_folder="static"
     )
+    app.session_interface = ConsoleSessions()
     app.config.update(
         SECRET_KEY=settings.secret_key or instance_secret(settings.instance_dir, "secret_key"),
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=7 * 24 * 3600,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        JSON_SORT_KEYS=False,
     )
     db.init_app(app)
     Migrate(app, db, directory=MIGRATIONS)

@@ -142,11 +142,12 @@ class Writer:
 def write_batch(batch: list[Record]) -> None:
     session = db.session
     month = current_month()
-    session.execute(insert(UsageLog), [r.row() for r in batch])
+    # Core inserts (tables, not ORM classes): executemany without the ORM's per-row bookkeeping
+    session.execute(insert(UsageLog.__table__), [r.row() for r in batch])
     charges = [r for r in batch if r.cost_micro_usd and r.user_id is not None]
     if charges:
         session.execute(
-            insert(LedgerEntry),
+            insert(LedgerEntry.__table__),
             [
                 {
                     "user_id": r.user_id,

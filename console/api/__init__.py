@@ -41,6 +41,8 @@ def current_user() -> User | None:
         g.via_cookie = False
     elif "uid" in session:
         user = db.session.get(User, session["uid"])
+        if user is not None and session.get("epoch") != user.session_epoch:
+            user = None  # the user logged out or changed password since this session began
         g.via_cookie = True
     if user is not None and user.status != "active":
         user = None
@@ -74,9 +76,11 @@ def require(role: str = "user") -> Callable:
 
 
 def body() -> dict[str, Any]:
-    if not request.data:
+    # the raw bytes whatever the Content-Type: `request.data` is empty for a form type, which would drop
+    # the JSON that `curl -d` sends (as application/x-www-form-urlencoded) without a word
+    if not request.get_data(cache=True):
         return {}
-    data = request.get_json(silent=True)
+    data = request.get_json(force=True, silent=True)
     if not isinstance(data, dict):
         raise bad_request("The body must be a JSON object.")
     return data

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify, session
+from flask import g, jsonify, session
 
 from console.api import body, bp, current_user, is_admin, not_found, require, runtime
 from gateway.domain import accounts
@@ -18,12 +18,17 @@ def login():  # noqa: ANN201
         raise GatewayError(401, "Wrong username or password.", "invalid_request_error", "bad_credentials")
     session.clear()
     session["uid"] = user.id
+    session["epoch"] = user.session_epoch
     session.permanent = True
     return jsonify(accounts.user_json(user))
 
 
 @bp.post("/auth/logout")
 def logout():  # noqa: ANN201
+    """End the console session: this user's session cookies, wherever they are, stop working."""
+    user = current_user()
+    if user is not None and g.get("via_cookie"):
+        accounts.end_sessions(user)
     session.clear()
     return jsonify(ok=True)
 

@@ -1,19 +1,553 @@
-"""`GET /api/openapi.json`: the OpenAPI 3.1 document of the management API."""
+"""`GET /api/openapi.json`: the OpenAPI 3.1 document of the management API.
+
+The document is plain data: `SCHEMAS` (the bodies, reused by `$ref`), `RESPONSES` (the error answers) and
+`ROUTES` (one row per route and method; `operation` turns a row into its OpenAPI form). Flask's `<int:id>`
+is written `{id}`. Keep it in step with the views: `tests/test_api.py` fails when a route is missing here,
+and checks every answer it gets against the schema documented for its status.
+"""
 
 from __future__ import annotations
 
-from flask import jsonify
+import json
+from typing import Any, NamedTuple
+
+from flask import Response
 
 from console.api import bp
 from gateway import __version__
+from gateway.domain import accounts, channels, ledger
+from gateway.domain.keys import LIMIT_FIELDS
 
-SPEC: dict = {
-    "openapi": "3.1.0",
-    "info": {"title": "Relayhouse management API", "version": __version__},
-    "paths": {},
+Schema = dict[str, Any]
+
+
+# -- small builders for repeated shapes -------------------------------------------------------------
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def typed(kind: str | list[str], description: str = "", **extra: Any) -> Schema:
+    return {"type": kind, **({"description": description} if description else {}), **extra}
+
+
+def nullable(kind: str, description: str = "", **extra: Any) -> Schema:
+    return typed([kind, "null"], description, **extra)
+
+
+def array(items: Schema, description: str = "", nulls: bool = False) -> Schema:
+    return typed(["array", "null"] if nulls else "array", description, items=items)
+
+
+def record(description: str, **props: Schema) -> Schema:
+    """An answer object: every field is always present, and no other field is."""
+    return {
+        "type": "object",
+        "description": description,
+        "properties": props,
+        "required": list(props),
+        "additionalProperties": False,
+    }
+
+
+def fields(description: str, required: tuple[str, ...] = (), **props: Schema) -> Schema:
+    """A request body: only `required` must be sent; fields left out keep their value or default."""
+    schema: Schema = {"type": "object", "description": description, "properties": props}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def extend(schema: Schema, description: str, **props: Schema) -> Schema:
+    """`schema` with more always-present fields."""
+    return {
+        **schema,
+        "description": description,
+        "properties": {**schema["properties"], **props},
+        "required": [*schema["required"], *props],
+    }
+
+
+def listing(item: str) -> Schema:
+    return record(f"All {item} objects, oldest first.", data=array(ref(item)))
+
+
+STR = typed("string")
+INT = typed("integer")
+TIME = typed("string", "UTC time, ISO 8601 with a `Z`.", format="date-time")
+MICRO = typed("integer", "Integer micro-USD (1 USD = 1,000,000).")
+USD = typed(["number", "string"], 'US dollars: a JSON number or a decimal string such as "0.15".')
+STRINGS = array(STR)
+
+USER_ROLES = list(accounts.ROLES)
+ACTIVE = list(accounts.STATUSES)  # users and API keys: active, disabled
+KEY_FIELDS: dict[str, Schema] = {
+    "name": typed("string", "A label, at most 128 characters.", maxLength=128),
+    "status": typed("string", enum=ACTIVE),
+    "expires_at": typed(
+        ["string", "number", "null"],
+        "ISO 8601 time (UTC unless an offset is given) or Unix seconds; null: never.",
+    ),
+    "spend_limit_usd": typed(
+        ["number", "string", "null"], "Most this key may spend, in USD; null: no limit."
+    ),
+    "models": array(STR, "Models this key may use; null or []: all of its group's models.", nulls=True),
+    "allowed_ips": array(
+        STR, "IP addresses or CIDR ranges the key may be used from; null: anywhere.", nulls=True
+    ),
+    **{name: nullable("integer", "null: no limit.", minimum=1) for name in LIMIT_FIELDS},
 }
+CHANNEL_FIELDS: dict[str, Schema] = {
+    "name": STR,
+    "type": typed("string", "The upstream protocol.", enum=list(channels.CHANNEL_TYPES), default="openai"),
+    "base_url": typed(
+        "string", "http(s) URL of the API root, such as https://api.openai.com/v1.", format="uri"
+    ),
+    "keys": array(STR, "Upstream keys; they are stored encrypted and never shown again. Replaces all keys."),
+    "models": array(STR, "Public model names this channel serves."),
+    "model_mapping": typed(
+        "object", "Public model name to upstream model name.", additionalProperties=STR, default={}
+    ),
+    "groups": array(STR, 'User groups that may use the channel (default ["default"]).'),
+    "priority": typed("integer", "Higher priorities are tried first.", default=0),
+    "weight": typed("integer", "Share of traffic within one priority.", minimum=1, default=1),
+    "status": typed(
+        "string", 'Sets status_reason ("disabled by an admin" or empty).', enum=["enabled", "disabled"]
+    ),
+    "timeout_s": nullable(
+        "number", "Upstream timeout in seconds; null: the gateway default.", exclusiveMinimum=0
+    ),
+    "test_model": typed("string", "Model used by the channel test (default: the first model)."),
+}
+PRICE_FIELDS = {
+    "input_per_mtok_usd": typed("number", "USD per 1M prompt tokens."),
+    "output_per_mtok_usd": typed("number", "USD per 1M completion tokens."),
+    "cached_input_per_mtok_usd": nullable(
+        "number", "USD per 1M cached prompt tokens; null: the input price."
+    ),
+    "per_request_usd": nullable("number", "A fixed price per request; when set, tokens are not billed."),
+}
+
+API_KEY = record(
+    "An API key for /v1. The full key is never shown again after creation, only `prefix`.",
+    id=INT,
+    user_id=INT,
+    name=STR,
+    prefix=typed("string", "The first 7 and last 4 characters, such as `sk-AbCd...wXyZ`."),
+    status=typed("string", enum=ACTIVE),
+    expires_at=nullable("string", format="date-time"),
+    spend_limit_usd=nullable("number"),
+    spent_usd=typed("number"),
+    spent_micro_usd=MICRO,
+    models=array(STR, nulls=True),
+    allowed_ips=array(STR, nulls=True),
+    **{name: nullable("integer") for name in LIMIT_FIELDS},
+    month_tokens=typed("integer", "Tokens used this calendar month (UTC)."),
+    last_used_at=nullable("string", format="date-time"),
+    created_at=TIME,
+)
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": record(
+        "Every error answer.",
+        error=record(
+            "What went wrong.",
+            message=STR,
+            type=typed("string", examples=["invalid_request_error", "permission_denied"]),
+            param=nullable("string", "The body field or query parameter at fault."),
+            code=nullable("string", examples=["unauthenticated", "admin_required", "not_found", "conflict"]),
+        ),
+    ),
+    "Document": typed("object", "An OpenAPI 3.1 document."),
+    "Status": record(
+        "Liveness of the gateway.",
+        status=typed("string", "degraded when the database does not answer.", enum=["ok", "degraded"]),
+        version=STR,
+        started_at=TIME,
+        uptime_seconds=INT,
+        database=typed("string", enum=["ok", "error"]),
+        channels=record("Channel counts.", total=INT, enabled=INT, auto_disabled=INT),
+    ),
+    "Login": fields("Console credentials.", ("username", "password"), username=STR, password=STR),
+    "LoggedOut": record("The session cookie is cleared.", ok=typed("boolean", const=True)),
+    "AccessToken": record(
+        "A new access token for `Authorization: Bearer`; it replaces the caller's previous one.",
+        token=typed("string", "Shown once.", pattern="^rh-"),
+    ),
+    "User": record(
+        "An account.",
+        id=INT,
+        username=STR,
+        role=typed("string", enum=USER_ROLES),
+        group=typed("string", "Pricing and channel group."),
+        status=typed("string", enum=ACTIVE),
+        balance_micro_usd=MICRO,
+        created_at=TIME,
+    ),
+    "UserList": listing("User"),
+    "UserCreate": fields(
+        "A new account. Only the root admin may create another root.",
+        ("username", "password"),
+        username=typed("string", minLength=1, maxLength=64),
+        password=typed("string", minLength=8),
+        role=typed("string", enum=USER_ROLES, default="user"),
+        group=typed("string", default="default"),
+    ),
+    "UserUpdate": fields(
+        "Changes to an account. Disabling it stops its API keys (403) and its logins.",
+        role=typed("string", enum=USER_ROLES),
+        group=STR,
+        status=typed("string", enum=ACTIVE),
+        password=typed("string", minLength=8),
+    ),
+    "ApiKey": API_KEY,
+    "KeyList": listing("ApiKey"),
+    "ApiKeyCreated": extend(
+        API_KEY,
+        "The new key, with the full secret in `key` (shown once).",
+        key=typed("string", "`sk-` and 48 URL-safe characters.", pattern="^sk-", minLength=51, maxLength=51),
+    ),
+    "ApiKeyCreate": fields(
+        "A new key. `user_id` (admins only) makes it for another user; the default is the caller.",
+        user_id=INT,
+        **KEY_FIELDS,
+    ),
+    "ApiKeyUpdate": fields("Changes to a key.", **KEY_FIELDS),
+    "ChannelKey": record(
+        "An upstream key, as far as it is shown.",
+        id=INT,
+        hint=typed("string", "`...` and the last four characters."),
+        status=typed(
+            "string",
+            "set_aside: the upstream rejected it; the probe retries it.",
+            enum=["active", "set_aside"],
+        ),
+        status_reason=STR,
+    ),
+    "Channel": record(
+        "An upstream endpoint.",
+        id=INT,
+        name=STR,
+        type=typed("string", enum=list(channels.CHANNEL_TYPES)),
+        base_url=STR,
+        models=STRINGS,
+        model_mapping=typed("object", additionalProperties=STR),
+        groups=STRINGS,
+        priority=INT,
+        weight=INT,
+        status=typed("string", "auto_disabled: by the relay after failures.", enum=list(channels.STATUSES)),
+        status_reason=STR,
+        timeout_s=nullable("number"),
+        test_model=STR,
+        keys=array(ref("ChannelKey")),
+        total_requests=INT,
+        total_failures=INT,
+        last_latency_ms=nullable("integer"),
+        last_error=STR,
+        created_at=TIME,
+    ),
+    "ChannelList": listing("Channel"),
+    "ChannelCreate": fields("A new channel.", ("name", "base_url", "keys", "models"), **CHANNEL_FIELDS),
+    "ChannelUpdate": fields("Changes to a channel.", **CHANNEL_FIELDS),
+    "ChannelTest": fields(
+        "Which model to try.", model=typed("string", "Default: test_model, else the first model.")
+    ),
+    "ChannelTestResult": record(
+        "One tiny chat completion (`max_tokens: 1`) sent through the channel with its first key. A success "
+        "brings an auto-disabled channel back.",
+        ok=typed("boolean"),
+        status=nullable("integer", "The upstream's HTTP status, or the gateway's for a transport failure."),
+        error=nullable("string"),
+        latency_ms=INT,
+        model=nullable("string"),
+    ),
+    "Deleted": record("Deleted.", id=INT, deleted=typed("boolean", const=True)),
+    "Price": record("The price of one model.", model=STR, **PRICE_FIELDS, updated_at=TIME),
+    "PriceList": listing("Price"),
+    "PriceWrite": {
+        **fields(
+            "The whole price (PUT replaces it): fields left out become 0 (input, output) or null (others).",
+            **{name: {**USD, "type": ["number", "string", "null"], "minimum": 0} for name in PRICE_FIELDS},
+        ),
+        "additionalProperties": False,
+    },
+    "PriceDeleted": record("Deleted.", model=STR, deleted=typed("boolean", const=True)),
+    "Group": record(
+        "A user group and its price multiplier.",
+        name=STR,
+        multiplier=typed("string", 'Exact decimal text, such as "1.5".'),
+    ),
+    "GroupList": listing("Group"),
+    "GroupWrite": fields(
+        "The multiplier (default 1).",
+        multiplier=typed(["string", "number"], "A non-negative decimal.", default="1"),
+    ),
+    "Settings": record(
+        "Runtime settings.", allow_free_models=typed("boolean", "Serve models that have no price.")
+    ),
+    "SettingsUpdate": {
+        **fields("Settings to change.", allow_free_models=typed("boolean")),
+        "additionalProperties": False,
+    },
+    "RedemptionCreate": fields(
+        "New one-time redemption codes.",
+        ("amount_usd",),
+        amount_usd={**USD, "description": "Credit per code in USD; must be positive."},
+        count=typed("integer", minimum=1, maximum=1000, default=1),
+    ),
+    "RedemptionCodes": record(
+        "The codes, shown once.", codes=array(typed("string", pattern="^rh-")), amount_usd=typed("number")
+    ),
+    "Redeem": fields("A redemption code.", ("code",), code=STR),
+    "Redeemed": record("The wallet after the credit.", amount_micro_usd=MICRO, balance_micro_usd=MICRO),
+    "LedgerEntry": record(
+        "One change of a balance.",
+        id=INT,
+        kind=typed("string", enum=list(ledger.KINDS)),
+        amount_micro_usd=typed("integer", "Signed micro-USD."),
+        reason=STR,
+        request_id=nullable("string", "The relayed request a charge belongs to."),
+        created_at=TIME,
+    ),
+    "Wallet": record(
+        "A balance and its ledger, newest entries first.",
+        user_id=INT,
+        balance_micro_usd=MICRO,
+        balance_usd=typed("number"),
+        ledger=array(ref("LedgerEntry")),
+        total=typed("integer", "Entries in the whole ledger."),
+    ),
+    "WalletAdjust": fields(
+        "A credit (positive) or debit (negative).",
+        ("amount_usd",),
+        amount_usd={**USD, "description": "Signed USD; must not be zero."},
+        reason=STR,
+        kind=typed(
+            "string",
+            "Default: topup when positive, adjustment when negative.",
+            enum=["topup", "adjustment", "refund"],
+        ),
+    ),
+    "WalletAdjusted": record(
+        "The entry written and the new balance.", user_id=INT, amount_micro_usd=MICRO, balance_micro_usd=MICRO
+    ),
+    "UsageLog": record(
+        "One relayed request.",
+        id=INT,
+        request_id=STR,
+        created_at=TIME,
+        user_id=nullable("integer"),
+        key_id=nullable("integer"),
+        channel_id=nullable("integer", "null when no channel was tried."),
+        endpoint=typed("string", examples=["chat", "completions", "embeddings", "moderations"]),
+        model=STR,
+        upstream_model=STR,
+        stream=typed("boolean"),
+        status=typed("integer", "The HTTP status answered to the client."),
+        prompt_tokens=INT,
+        completion_tokens=INT,
+        cached_tokens=INT,
+        cost_micro_usd=MICRO,
+        usage_source=typed("string", enum=["upstream", "estimated"]),
+        latency_ms=INT,
+        ttft_ms=nullable("integer", "Time to the upstream's first byte; null when none came."),
+        attempts=typed("integer", "Upstream calls made (0: refused before any)."),
+        error=nullable("string"),
+    ),
+    "LogPage": record(
+        "One page of rows, newest first.",
+        data=array(ref("UsageLog")),
+        total=typed("integer", "Rows matching the filters."),
+        page=INT,
+        per_page=INT,
+    ),
+}
+
+
+def _error(description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
+
+
+RESPONSES: dict[str, Schema] = {
+    "400": _error("Invalid parameters or body; `error.param` names the field at fault."),
+    "401": _error("Not logged in, or an unknown access token, or a disabled account."),
+    "403": _error("Not allowed: this needs an admin (or, for root accounts, the root admin)."),
+    "404": _error("No such object, or it belongs to another user."),
+    "409": _error("The username is taken."),
+    "415": _error("A cookie-authenticated change must send a JSON body (Content-Type: application/json)."),
+}
+
+
+# -- operations: one row per route and method ------------------------------------------------------
+class Route(NamedTuple):
+    method: str
+    path: str
+    auth: str | None  # USER (any account), ADMIN, or None (public); 401 and 403 follow from it
+    summary: str
+    answer: str  # the schema of the success body
+    status: int = 200
+    body: str | None = None  # the schema of the JSON request body
+    errors: tuple[int, ...] = ()  # error statuses besides 401 and 403
+    query: tuple[Schema, ...] = ()
+
+
+USER, ADMIN = "user", "admin"
+AUTHENTICATED = [{"bearerAuth": []}, {"cookieAuth": []}]
+
+
+def query(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def path(name: str, kind: str = "integer", description: str = "") -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": typed(kind), "description": description}
+
+
+PATH_PARAMS = {
+    "user_id": path("user_id"),
+    "key_id": path("key_id"),
+    "channel_id": path("channel_id"),
+    "model": path("model", "string", "The model name; it may contain `/`."),
+    "name": path("name", "string", "The group name."),
+}
+PAGE = (
+    query("page", typed("integer", minimum=1, default=1), "Page number, from 1."),
+    query("per_page", typed("integer", minimum=1, maximum=500, default=50), "Rows per page."),
+)
+LOG_FILTERS = (
+    query("user_id", INT, "Rows of this user (admins; other callers only ever see their own rows)."),
+    query("key_id", INT, "Rows of this API key."),
+    query("model", STR, "Rows of this public model name."),
+    query("channel_id", INT, "Rows served by this channel."),
+    query("status", INT, "Rows with this HTTP status, such as 200 or 429."),
+    query("since", typed("string", format="date-time"), "Rows created at or after this ISO 8601 time."),
+    query("until", typed("string", format="date-time"), "Rows created before this ISO 8601 time."),
+    *PAGE,
+)
+KIND = (query("kind", typed("string", enum=["topup", "adjustment", "refund"]), "Overrides the body's kind."),)
+OF_USER = (query("user_id", INT, "Admins: only this user's keys."),)
+WRITE, CHANGE = (400, 415), (400, 404, 415)  # a body; a body and an object
+
+# fmt: off
+ROUTES = [  # paths below /api
+    Route("get", "/status", None, "Liveness, version and channel counts", "Status"),
+    Route("get", "/openapi.json", None, "This OpenAPI 3.1 document", "Document"),
+    Route("post", "/auth/login", None, "Log in (sets the session cookie)", "User", body="Login",
+          errors=(400, 401)),
+    Route("post", "/auth/logout", None, "End the console session (clears the cookie)", "LoggedOut"),
+    Route("get", "/auth/me", USER, "The caller's account", "User"),
+    Route("post", "/auth/token", USER, "A new access token for the caller", "AccessToken", errors=(415,)),
+    Route("get", "/users", ADMIN, "List accounts", "UserList"),
+    Route("post", "/users", ADMIN, "Create an account", "User", 201, "UserCreate", (400, 409, 415)),
+    Route("get", "/users/{user_id}", USER, "One account (users: their own)", "User", errors=(404,)),
+    Route("patch", "/users/{user_id}", ADMIN, "Change an account", "User", body="UserUpdate", errors=CHANGE),
+    Route("get", "/users/{user_id}/wallet", ADMIN, "A user's balance and ledger", "Wallet", errors=(400, 404),
+          query=PAGE),
+    Route("post", "/users/{user_id}/wallet", ADMIN, "Credit or debit a wallet", "WalletAdjusted", 201,
+          "WalletAdjust", CHANGE, KIND),
+    Route("get", "/keys", USER, "List API keys (the caller's; admins: all)", "KeyList", query=OF_USER),
+    Route("post", "/keys", USER, "Create an API key (shown in full this once)", "ApiKeyCreated", 201,
+          "ApiKeyCreate", CHANGE),
+    Route("get", "/keys/{key_id}", USER, "One API key", "ApiKey", errors=(404,)),
+    Route("patch", "/keys/{key_id}", USER, "Change an API key", "ApiKey", body="ApiKeyUpdate", errors=CHANGE),
+    Route("delete", "/keys/{key_id}", USER, "Delete an API key", "Deleted", errors=(404,)),
+    Route("get", "/channels", ADMIN, "List channels", "ChannelList"),
+    Route("post", "/channels", ADMIN, "Create a channel", "Channel", 201, "ChannelCreate", WRITE),
+    Route("get", "/channels/{channel_id}", ADMIN, "One channel", "Channel", errors=(404,)),
+    Route("patch", "/channels/{channel_id}", ADMIN, "Change a channel", "Channel", body="ChannelUpdate",
+          errors=CHANGE),
+    Route("delete", "/channels/{channel_id}", ADMIN, "Delete a channel", "Deleted", errors=(404,)),
+    Route("post", "/channels/{channel_id}/test", ADMIN, "Test a channel with one tiny request",
+          "ChannelTestResult", body="ChannelTest", errors=CHANGE),
+    Route("get", "/prices", USER, "List model prices", "PriceList"),
+    Route("put", "/prices/{model}", ADMIN, "Set a model's price", "Price", body="PriceWrite", errors=WRITE),
+    Route("delete", "/prices/{model}", ADMIN, "Delete a model's price", "PriceDeleted", errors=(404,)),
+    Route("get", "/groups", ADMIN, "List group multipliers", "GroupList"),
+    Route("put", "/groups/{name}", ADMIN, "Set a group multiplier", "Group", body="GroupWrite", errors=WRITE),
+    Route("get", "/settings", ADMIN, "Runtime settings", "Settings"),
+    Route("patch", "/settings", ADMIN, "Change settings", "Settings", body="SettingsUpdate", errors=WRITE),
+    Route("post", "/redemptions", ADMIN, "Create redemption codes", "RedemptionCodes", 201,
+          "RedemptionCreate", WRITE),
+    Route("get", "/wallet", USER, "The caller's balance and ledger", "Wallet", errors=(400,), query=PAGE),
+    Route("post", "/wallet/redeem", USER, "Redeem a code into the caller's wallet", "Redeemed", body="Redeem",
+          errors=WRITE),
+    Route("get", "/logs", USER, "Usage logs (the caller's rows; admins: all)", "LogPage", errors=(400,),
+          query=LOG_FILTERS),
+]
+# fmt: on
+SESSION_COOKIE = {
+    "Set-Cookie": {
+        "description": "The console session: `session=...; Expires=...; HttpOnly; Path=/; SameSite=Lax`.",
+        "schema": STR,
+    }
+}
+
+
+def operation(route: Route) -> Schema:
+    codes = set(route.errors) | ({401} if route.auth else set()) | ({403} if route.auth == ADMIN else set())
+    answer: Schema = {
+        "description": route.summary,
+        "content": {"application/json": {"schema": ref(route.answer)}},
+    }
+    if route.path == "/auth/login":
+        answer["headers"] = SESSION_COOKIE
+    op: Schema = {
+        "tags": [route.path.split("/")[1]],
+        "summary": route.summary,
+        "security": AUTHENTICATED if route.auth else [],
+        "responses": {
+            str(route.status): answer,
+            **{str(c): {"$ref": f"#/components/responses/{c}"} for c in sorted(codes)},
+        },
+    }
+    if route.auth == ADMIN:
+        op["description"] = "Admins only."
+    names = [part[1:-1] for part in route.path.split("/") if part.startswith("{")]
+    if names or route.query:
+        op["parameters"] = [PATH_PARAMS[n] for n in names] + list(route.query)
+    if route.body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(route.body)}}}
+    return op
+
+
+def paths(routes: list[Route]) -> dict[str, dict[str, Schema]]:
+    result: dict[str, dict[str, Schema]] = {}
+    for route in routes:
+        result.setdefault("/api" + route.path, {})[route.method] = operation(route)
+    return result
+
+
+SPEC: Schema = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Relayhouse management API",
+        "version": __version__,
+        "description": "JSON under /api/ for the console and for automation. Money is integer micro-USD "
+        '(`*_micro_usd`) or USD (`*_usd`). Errors are `{"error": {message, type, param, code}}`.',
+    },
+    "paths": paths(ROUTES),
+    "components": {
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "`Authorization: Bearer <token>`: an access token from POST /api/auth/token, "
+                "or RELAYHOUSE_ADMIN_TOKEN (acting as the root admin).",
+            },
+            "cookieAuth": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "session",
+                "description": "The console session from POST /api/auth/login. Requests that change state "
+                "(POST, PUT, PATCH) must send a JSON body, which a cross-site form cannot.",
+            },
+        },
+        "schemas": SCHEMAS,
+        "responses": RESPONSES,
+    },
+}
+DOCUMENT = json.dumps(SPEC)  # serialized once, in declaration order (jsonify would sort the keys)
 
 
 @bp.get("/openapi.json")
 def openapi():  # noqa: ANN201
-    return jsonify(SPEC)
+    return Response(DOCUMENT, mimetype="application/json")

@@ -69,8 +69,14 @@ def update_user(user: User, changes: dict[str, Any]) -> User:
         user.status = changes["status"]
     if "password" in changes:
         user.password_hash = generate_password_hash(_check_password(changes["password"]))
+        user.session_epoch += 1  # a new password ends every console session
     db.session.commit()
     return user
+
+
+def end_sessions(user: User) -> None:
+    user.session_epoch += 1
+    db.session.commit()
 
 
 def authenticate(username: str, password: str) -> User | None:

@@ -34,6 +34,8 @@ class User(db.Model):
     group: Mapped[str] = mapped_column("group_name", String(64), default="default")
     status: Mapped[str] = mapped_column(String(16), default="active")  # active, disabled
     access_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    # console sessions carry the epoch they began in; raising it (logout, new password) ends them all
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     balance_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -53,7 +53,7 @@ def micro_to_usd(micro: int | None) -> float | None:
 
 def cost_micro_usd(price: PriceInfo, usage: Usage, multiplier: Fraction = Fraction(1)) -> int:
     if price.per_request_micro is not None:
-        exact = Fraction(price.per_request_micro) * multiplier
+        numerator, denominator = price.per_request_micro, 1
     else:
         cached = min(usage.cached_tokens, usage.prompt_tokens)
         cached_price = price.cached_input_micro_per_mtok
@@ -64,8 +64,10 @@ def cost_micro_usd(price: PriceInfo, usage: Usage, multiplier: Fraction = Fracti
             + cached * cached_price
             + usage.completion_tokens * price.output_micro_per_mtok
         )
-        exact = Fraction(numerator, MICRO) * multiplier
-    return int((exact + Fraction(1, 2)) // 1)  # round half up, once
+        denominator = MICRO
+    numerator *= multiplier.numerator
+    denominator *= multiplier.denominator
+    return (2 * numerator + denominator) // (2 * denominator)  # round half up, once, in integers
 
 
 def parse_multiplier(text: str) -> Fraction:
