@@ -187,6 +187,10 @@ def serve() -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             super().__init__(sock, *args, **kwargs)
 
+        def log_request(self) -> None:
+            """No access log: every relayed request has its usage log row instead (WebSocketHandler would
+            format a line per request even with the server's log turned off)."""
+
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
