@@ -23,6 +23,7 @@ from gateway.billing import current_month
 from gateway.domain.models import ApiKey, Channel, LedgerEntry, UsageLog, User, db
 
 log = logging.getLogger("relayhouse.writer")
+BATCH_ROWS = 250
 
 
 @dataclass(slots=True)
@@ -116,27 +117,34 @@ class Writer:
         self.flush()
 
     def flush(self) -> int:
-        if not self._queue:
-            return 0
-        batch, self._queue = self._queue, []
-        try:
-            with self._app_context():
-                try:
-                    write_batch(batch)
-                except IntegrityError:
-                    # a commit whose answer was lost may have landed: write only the rows not yet there
-                    db.session.rollback()
-                    ids = [r.request_id for r in batch]
-                    done = set(
-                        db.session.scalars(select(UsageLog.request_id).where(UsageLog.request_id.in_(ids)))
-                    )
-                    batch = [r for r in batch if r.request_id not in done]
-                    if batch:
-                        write_batch(batch)
-        except BaseException:
-            self._queue[:0] = batch
-            raise
-        return len(batch)
+        """Write everything queued, in transactions of at most BATCH_ROWS records, yielding to requests in
+        between so a large backlog never holds the event loop for long."""
+        written = 0
+        while self._queue:
+            batch, self._queue = self._queue[:BATCH_ROWS], self._queue[BATCH_ROWS:]
+            try:
+                with self._app_context():
+                    written += _write_once(batch)
+            except BaseException:
+                self._queue[:0] = batch
+                raise
+            if self._queue:
+                gevent.sleep(0)
+        return written
+
+
+def _write_once(batch: list[Record]) -> int:
+    try:
+        write_batch(batch)
+    except IntegrityError:
+        # a commit whose answer was lost may have landed: write only the rows not yet there
+        db.session.rollback()
+        ids = [r.request_id for r in batch]
+        done = set(db.session.scalars(select(UsageLog.request_id).where(UsageLog.request_id.in_(ids))))
+        batch = [r for r in batch if r.request_id not in done]
+        if batch:
+            write_batch(batch)
+    return len(batch)
 
 
 def _insert_many(table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:

@@ -206,3 +206,33 @@ def test_write_through_and_sigterm_flush(interval: str, tmp_path: Path, upstream
     assert charged[0][0] == rows[0][0] > 0
     balance = gw.query("SELECT balance_micro_usd FROM users WHERE id = :u", u=user["id"])[0][0]
     assert balance == 10_000_000 - rows[0][0]
+
+
+def test_a_batch_written_twice_counts_once(tmp_path: Path) -> None:
+    """If a commit's answer is lost and the writer retries, the rows already there are not counted again."""
+    from app import create_app
+    from gateway.domain import accounts, ledger
+    from gateway.writer import Record
+
+    app = create_app({"instance_dir": str(tmp_path), "database_url": f"sqlite:///{tmp_path / 'w.db'}"})
+    rt = app.extensions["relayhouse"]
+    with app.app_context():
+        user_id = accounts.create_user("twice", "password123").id
+        ledger.post(user_id, "topup", 1000)
+    first = Record("req_twice_1", user_id, None, None, "chat", "m", cost_micro_usd=7)
+    rt.writer.record(first)
+    assert rt.writer.flush() == 1
+    second = Record("req_twice_2", user_id, None, None, "chat", "m", cost_micro_usd=5)
+    rt.writer.record(first)  # the retried batch holds the landed row again, beside a new one
+    rt.writer.record(second)
+    assert rt.writer.flush() == 1
+    with app.app_context():
+        from gateway.domain.models import LedgerEntry, UsageLog, User, db
+
+        assert db.session.scalar(db.select(db.func.count()).select_from(UsageLog)) == 2
+        charges = db.session.scalars(
+            db.select(LedgerEntry.amount_micro_usd).where(LedgerEntry.kind == "charge")
+        )
+        assert sorted(charges) == [-7, -5]
+        assert db.session.get(User, user_id).balance_micro_usd == 1000 - 12
+    rt.stop()
