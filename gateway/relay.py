@@ -6,6 +6,7 @@ and settle the exact cost with one log row. Failover happens only before any byt
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
@@ -254,9 +255,8 @@ def _attempt(t: Ticket, adaptor: adaptors.Adaptor, channel: ChannelInfo, key: Up
             ) from None
         t.ttft_ms = t.elapsed_ms()
         t.channel_ok = True
-        return Response(
-            _stream(t, adaptor, first, events), 200, content_type="text/event-stream", headers=STREAM_HEADERS
-        )
+        body = StreamBody(t, events, _stream(t, adaptor, first, events))
+        return Response(body, 200, content_type="text/event-stream", headers=STREAM_HEADERS)
     body, usage = adaptor.parse_response(t.call, upstream.read_body(response))
     t.channel_ok = True
     t.ttft_ms = t.elapsed_ms()
@@ -264,7 +264,7 @@ def _attempt(t: Ticket, adaptor: adaptors.Adaptor, channel: ChannelInfo, key: Up
     return Response(body, 200, content_type="application/json")
 
 
-def _stream(t: Ticket, adaptor: adaptors.Adaptor, first: bytes, events) -> object:
+def _stream(t: Ticket, adaptor: adaptors.Adaptor, first: bytes, events: Iterator[bytes]) -> Iterator[bytes]:
     """Forward each event as it arrives; settle from the upstream's usage, or from what was delivered."""
     usage: Usage | None = None
     delivered: list[bytes] = []
@@ -298,9 +298,28 @@ def _stream(t: Ticket, adaptor: adaptors.Adaptor, first: bytes, events) -> objec
         raise
     finally:
         events.close()  # stops the upstream request when the client went away
-        if usage is None or status != 200:
-            usage = t.estimate(t.frontend.delivered_text(delivered)) if usage is None else usage
+        if usage is None:
+            usage = t.estimate(t.frontend.delivered_text(delivered))
         t.finish(usage, status, error)
+
+
+class StreamBody:
+    """The streamed response body. The server closes it when the client is gone; if that happens before
+    the first event was even sent, the generator's own clean-up never ran, so close settles here."""
+
+    def __init__(self, ticket: Ticket, events: Iterator[bytes], frames: Iterator[bytes]) -> None:
+        self._ticket = ticket
+        self._events = events
+        self._frames = frames
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._frames
+
+    def close(self) -> None:
+        self._frames.close()
+        if not self._ticket.done:
+            self._events.close()
+            self._ticket.finish(self._ticket.estimate(""), 499, "The client closed the stream.")
 
 
 def _completion_text(body: bytes) -> str:
