@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from console.api import bp as api_bp
+from console.pages import bp as pages_bp
 from gateway import __version__, probe
 from gateway.config import PROJECT_ROOT, Settings, instance_secret, settings_from_env
 from gateway.domain import accounts
@@ -96,6 +97,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(v1_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(pages_bp)
     _wire_requests(app)
     _register_commands(app)
     rt.writer.start()

@@ -219,6 +219,10 @@ def test_no_secret_in_answers_or_logs(gateway: Gateway, fresh_upstream: FakeUpst
     assert upstream_secret not in reply.raw.decode() and upstream_secret[-8:] not in reply.raw.decode()
     listing = gateway.api("GET", f"/channels/{channel['id']}").raw.decode()
     assert upstream_secret not in listing
+    stored = gateway.query("SELECT key_encrypted FROM channel_keys WHERE channel_id = :c", c=channel["id"])
+    assert stored and upstream_secret not in stored[0][0]  # encrypted at rest
+    hashes = gateway.query("SELECT key_hash, prefix FROM api_keys WHERE id = :k", k=key["id"])
+    assert key["key"] not in str(hashes)  # API keys are kept only as a hash and a short prefix
     row = gateway.logs_of(user, 1)[0]
     assert upstream_secret not in str(row)
     time.sleep(0.3)
