@@ -2,9 +2,12 @@
 
 `reserve` holds an estimated cost before the upstream is called (402 when the wallet or the key's spend
 limit cannot cover it); `settle` replaces the hold by the exact cost; `release` drops a hold that cost
-nothing. Balances are loaded from the database on first use and then moved by the same amounts the
-writer commits, so the relay never reads the database for them. The multi-process form of this
-interface will keep the same three calls on a shared store.
+nothing. A user's spendable balance is the balance last read from the database, minus the charges
+settled here that the writer has not committed yet, minus the holds of requests in flight. The writer
+hands back the committed balances (`committed`); a top-up elsewhere makes the next request read the
+balance again (`forget`). So the relay reads the database once per user, not per request, and no amount
+can be counted twice. The multi-process form of this interface will keep the same calls on a shared
+store.
 """
 
 from __future__ import annotations
@@ -32,17 +35,18 @@ class Hold:
 class LocalWallets:
     def __init__(self, load_balance: Callable[[int], int]) -> None:
         self._load_balance = load_balance
-        self._balance: dict[int, int] = {}
+        self._stored: dict[int, int] = {}  # balance as last read from the database
+        self._pending: dict[int, int] = {}  # settled here, not yet committed by the writer
         self._held: dict[int, int] = {}
         self._key_spent: dict[int, int] = {}
         self._key_held: dict[int, int] = {}
         self._key_month: dict[int, tuple[str, int]] = {}
 
     def balance(self, user_id: int) -> int:
-        balance = self._balance.get(user_id)
-        if balance is None:
-            balance = self._balance[user_id] = self._load_balance(user_id)
-        return balance
+        stored = self._stored.get(user_id)
+        if stored is None:
+            stored = self._stored[user_id] = self._load_balance(user_id)
+        return stored - self._pending.get(user_id, 0)
 
     def reserve(self, key: KeyInfo, amount_micro_usd: int) -> Hold:
         spent = self._key_spent.setdefault(key.id, key.spent_micro_usd)
@@ -78,18 +82,22 @@ class LocalWallets:
             return
         self._drop(hold)
         if cost_micro_usd:
-            self.balance(hold.user_id)
-            self._balance[hold.user_id] -= cost_micro_usd
+            self._pending[hold.user_id] = self._pending.get(hold.user_id, 0) + cost_micro_usd
             self._key_spent[hold.key_id] = self._key_spent.get(hold.key_id, 0) + cost_micro_usd
 
     def release(self, hold: Hold) -> None:
         if not hold.settled:
             self._drop(hold)
 
-    def credit(self, user_id: int, amount_micro_usd: int) -> None:
-        """A top-up, redemption or adjustment already committed to the ledger."""
-        if user_id in self._balance:
-            self._balance[user_id] += amount_micro_usd
+    def forget(self, user_id: int) -> None:
+        """The balance changed outside the relay (a top-up, a redemption, an adjustment): read it again."""
+        self._stored.pop(user_id, None)
+
+    def committed(self, charged: dict[int, int], balances: dict[int, int]) -> None:
+        """The writer committed these charges; `balances` are the users' balances read in that transaction."""
+        for user_id, amount in charged.items():
+            self._pending[user_id] = self._pending.get(user_id, 0) - amount
+        self._stored.update(balances)
 
     # monthly token counts per key, for `tokens_per_month`
     def month_tokens(self, key: KeyInfo) -> int:

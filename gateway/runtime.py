@@ -38,7 +38,7 @@ class Runtime:
             self.catalog, settings.retry_attempts, settings.auto_disable_after, self._set_status
         )
         self.pools = Pools()
-        self.writer = Writer(app.app_context, settings.flush_interval_s)
+        self.writer = Writer(app.app_context, settings.flush_interval_s, self.wallets.committed)
         self.probe: Any = None
 
     def _load_balance(self, user_id: int) -> int:
@@ -62,8 +62,8 @@ class Runtime:
     def changed_keys(self, key_id: int | None = None, user_id: int | None = None) -> None:
         self.catalog.forget_keys(key_id=key_id, user_id=user_id)
 
-    def credited(self, user_id: int, amount_micro_usd: int) -> None:
-        self.wallets.credit(user_id, amount_micro_usd)
+    def credited(self, user_id: int) -> None:
+        self.wallets.forget(user_id)
 
     def stop(self) -> None:
         if self.probe is not None:

@@ -81,9 +81,15 @@ LOG_COLUMNS = (
 
 
 class Writer:
-    def __init__(self, app_context: Callable, interval_s: float) -> None:
+    def __init__(
+        self,
+        app_context: Callable,
+        interval_s: float,
+        on_committed: Callable[[dict[int, int], dict[int, int]], None] = lambda charged, balances: None,
+    ) -> None:
         self._app_context = app_context
         self.interval_s = interval_s
+        self._on_committed = on_committed  # (charged per user, their balances after the commit)
         self._queue: list[Record] = []
         self._wake = Event()
         self._stopping = False
@@ -124,7 +130,7 @@ class Writer:
             batch, self._queue = self._queue[:BATCH_ROWS], self._queue[BATCH_ROWS:]
             try:
                 with self._app_context():
-                    written += _write_once(batch)
+                    written += self._write_once(batch)
             except BaseException:
                 self._queue[:0] = batch
                 raise
@@ -132,19 +138,30 @@ class Writer:
                 gevent.sleep(0)
         return written
 
+    def _write_once(self, batch: list[Record]) -> int:
+        try:
+            charged, balances = write_batch(batch)
+        except IntegrityError:
+            # a commit whose answer was lost may have landed: write only the rows not yet there, and count
+            # the landed ones as committed
+            db.session.rollback()
+            ids = [r.request_id for r in batch]
+            done = set(db.session.scalars(select(UsageLog.request_id).where(UsageLog.request_id.in_(ids))))
+            landed = [r for r in batch if r.request_id in done]
+            batch = [r for r in batch if r.request_id not in done]
+            charged, balances = write_batch(batch) if batch else ({}, {})
+            for user_id, amount in _charges_per_user(landed).items():
+                charged[user_id] = charged.get(user_id, 0) + amount
+        self._on_committed(charged, balances)
+        return len(batch)
 
-def _write_once(batch: list[Record]) -> int:
-    try:
-        write_batch(batch)
-    except IntegrityError:
-        # a commit whose answer was lost may have landed: write only the rows not yet there
-        db.session.rollback()
-        ids = [r.request_id for r in batch]
-        done = set(db.session.scalars(select(UsageLog.request_id).where(UsageLog.request_id.in_(ids))))
-        batch = [r for r in batch if r.request_id not in done]
-        if batch:
-            write_batch(batch)
-    return len(batch)
+
+def _charges_per_user(batch: list[Record]) -> dict[int, int]:
+    per_user: dict[int, int] = defaultdict(int)
+    for r in batch:
+        if r.cost_micro_usd and r.user_id is not None:
+            per_user[r.user_id] += r.cost_micro_usd
+    return per_user
 
 
 def _insert_many(table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
@@ -164,12 +181,13 @@ def _insert_many(table: Table, columns: tuple[str, ...], rows: list[tuple]) -> N
 LEDGER_COLUMNS = ("user_id", "kind", "amount_micro_usd", "reason", "request_id", "created_at")
 
 
-def write_batch(batch: list[Record]) -> None:
+def write_batch(batch: list[Record]) -> tuple[dict[int, int], dict[int, int]]:
+    """Commit one batch; return the charges per user and those users' balances after them."""
     session = db.session
     month = current_month()
     _insert_many(UsageLog.__table__, LOG_COLUMNS, [r.row() for r in batch])
-    charges = [r for r in batch if r.cost_micro_usd and r.user_id is not None]
-    if charges:
+    per_user = _charges_per_user(batch)
+    if per_user:
         _insert_many(
             LedgerEntry.__table__,
             LEDGER_COLUMNS,
@@ -182,12 +200,12 @@ def write_batch(batch: list[Record]) -> None:
                     r.request_id,
                     r.created_at,
                 )
-                for r in charges
+                for r in batch
+                if r.cost_micro_usd and r.user_id is not None
             ],
         )
-        per_user: dict[int, int] = defaultdict(int)
-        for r in charges:
-            per_user[r.user_id] += r.cost_micro_usd
+    balances: dict[int, int] = {}
+    if per_user:
         users = User.__table__.c
         session.execute(
             update(User.__table__)
@@ -195,6 +213,8 @@ def write_batch(batch: list[Record]) -> None:
             .values(balance_micro_usd=users.balance_micro_usd - bindparam("spent")),
             [{"uid": uid, "spent": spent} for uid, spent in per_user.items()],
         )
+        rows = session.execute(select(users.id, users.balance_micro_usd).where(users.id.in_(list(per_user))))
+        balances = {user_id: balance for user_id, balance in rows}
     per_key: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     last_used: dict[int, dt.datetime] = {}
     for r in batch:
@@ -223,6 +243,7 @@ def write_batch(batch: list[Record]) -> None:
         )
     _channel_counters(batch)
     session.commit()
+    return per_user, balances
 
 
 def _channel_counters(batch: list[Record]) -> None:

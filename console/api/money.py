@@ -85,7 +85,7 @@ def create_redemptions():  # noqa: ANN201
 def redeem():  # noqa: ANN201
     me = current_user()
     amount = ledger.redeem(me.id, body().get("code"))
-    runtime().credited(me.id, amount)
+    runtime().credited(me.id)
     db.session.refresh(me)
     return jsonify(amount_micro_usd=amount, balance_micro_usd=me.balance_micro_usd)
 
@@ -133,5 +133,5 @@ def adjust_wallet(user_id: int):  # noqa: ANN201
     if kind not in ("topup", "adjustment", "refund"):
         raise bad_request("kind must be topup, adjustment or refund", "kind")
     balance = ledger.post(user_id, kind, amount, reason)
-    runtime().credited(user_id, amount)
+    runtime().credited(user_id)
     return jsonify(user_id=user_id, amount_micro_usd=amount, balance_micro_usd=balance), 201
