@@ -5,6 +5,7 @@ if __name__ == "__main__":  # gevent must patch the standard library before anyt
 
     monkey.patch_all()
 
+import gc
 import logging
 import os
 import resource
@@ -199,6 +200,10 @@ def serve() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     app = create_app()
     rt: Runtime = app.extensions["relayhouse"]
+    # everything loaded so far lives as long as the process: keep it out of the cyclic collector's scans,
+    # whose full passes over it would otherwise stall every request in flight
+    gc.collect()
+    gc.freeze()
     server = WSGIServer(
         (rt.settings.host, rt.settings.port),
         app,

@@ -43,8 +43,14 @@ def _key():
 
 
 def _models_for(rt: Any, key: Any) -> list[str]:
-    models = rt.catalog.snapshot.models_for(key.group)
-    return [m for m in models if key.models is None or m in key.models]
+    """The models this key can call: served for its group, allowed to the key, and priced (or free)."""
+    snap = rt.catalog.snapshot
+    free = rt.settings.allow_free_models or snap.settings.get("allow_free_models")
+    return [
+        m
+        for m in snap.models_for(key.group)
+        if (key.models is None or m in key.models) and (free or m in snap.prices)
+    ]
 
 
 def _model_object(rt: Any, model: str, group: str) -> dict[str, Any]:
