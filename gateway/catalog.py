@@ -66,12 +66,15 @@ class Catalog:
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
         self.snapshot = Snapshot()
+        self._generation = 0
         self._keys: dict[str, KeyInfo] = {}
         self._missing: dict[str, float] = {}
 
     # -- channels, prices, groups, settings --------------------------------------------------------
     def reload(self) -> None:
         """Rebuild the whole snapshot from the database (needs an app context)."""
+        self._generation += 1
+        generation = self._generation  # reloads can overlap (database reads yield): the last one begun wins
         snap = Snapshot()
         keys: dict[int, list[ChannelKey]] = {}
         flat: dict[tuple[str, str], list[ChannelInfo]] = {}
@@ -126,7 +129,8 @@ class Catalog:
         for setting in db.session.scalars(db.select(Setting)):
             snap.settings[setting.key] = setting.value
         db.session.rollback()
-        self.snapshot = snap
+        if generation == self._generation:
+            self.snapshot = snap
 
     # -- API keys ----------------------------------------------------------------------------------
     def key(self, plain: str) -> KeyInfo | None:

@@ -1,9 +1,11 @@
 """The writer: usage log rows and their charges, committed in batches by one background greenlet.
 
-Every `FLUSH_INTERVAL` seconds it drains the queue and writes, in ONE transaction: the log rows, one
-ledger entry per charged row, the wallet balances, each key's spend and monthly tokens, and channel
-counters. So money and logs cannot drift: a crash loses at most one interval and never counts twice
-(`request_id` is unique in both tables). With `FLUSH_INTERVAL=0` the request writes through itself.
+Every `FLUSH_INTERVAL` seconds it drains the queue and writes, in one transaction per batch of at most
+BATCH_ROWS records: the log rows, one ledger entry per charged row, the wallet balances, each key's
+spend and monthly tokens, and channel counters. The database work runs on a native thread, so that the
+driver's I/O never stalls the requests in flight. Each ledger entry commits with its log row, so money and
+logs cannot drift: a crash loses at most one interval and never counts twice (`request_id` is unique in
+both tables). With `FLUSH_INTERVAL=0` the request writes through itself.
 """
 
 from __future__ import annotations
