@@ -236,3 +236,23 @@ def test_a_batch_written_twice_counts_once(tmp_path: Path) -> None:
         assert sorted(charges) == [-7, -5]
         assert db.session.get(User, user_id).balance_micro_usd == 1000 - 12
     rt.stop()
+
+
+def test_free_models_need_the_admins_consent(tmp_path: Path, upstream: FakeUpstream) -> None:
+    gw = start_gateway(tmp_path, f"sqlite:///{tmp_path / 'free.db'}")
+    try:
+        assert gw.query("PRAGMA journal_mode")[0][0] == "wal"
+        model = "free-" + secrets.token_hex(3)
+        gw.channel(upstream, [model])
+        user = gw.user(0)
+        client = gw.client(gw.key(user))
+        with pytest.raises(openai.PermissionDeniedError):
+            client.chat.completions.create(model=model, messages=HI)
+        assert model not in [m.id for m in client.models.list()]
+        gw.ok("PATCH", "/settings", {"allow_free_models": True})
+        assert model in [m.id for m in client.models.list()]
+        assert client.chat.completions.create(model=model, messages=HI).choices  # an empty wallet is fine
+        rows = gw.logs_of(user, 2)
+        assert [r["status"] for r in rows] == [200, 403] and all(r["cost_micro_usd"] == 0 for r in rows)
+    finally:
+        stop_gateway(gw)

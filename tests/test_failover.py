@@ -46,6 +46,12 @@ def test_fails_over_when_first_channel_answers_500(
     assert len(fresh_upstream.requests) == 1 and len(upstream2.requests) == seen_before + 1
     row = gateway.wait_for_log(reply.headers["x-request-id"])
     assert row["channel_id"] == b["id"] and row["attempts"] == 2 and row["status"] == 200
+    # both channels' health, as the health page will show it
+    failing = gateway.ok("GET", f"/channels/{a['id']}")
+    assert failing["total_requests"] == 1 and failing["total_failures"] == 1 and failing["last_error"]
+    serving = gateway.ok("GET", f"/channels/{b['id']}")
+    assert serving["total_requests"] == 1 and serving["total_failures"] == 0
+    assert serving["last_latency_ms"] is not None
 
 
 def test_fails_over_when_first_channel_times_out(
