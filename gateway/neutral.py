@@ -26,6 +26,16 @@ class GatewayError(Exception):
         return f"{self.status} {self.code or self.type}: {self.message}"
 
 
+def redacted(err: GatewayError, secret: str) -> GatewayError:
+    """Upstream messages may quote the key they were sent: never pass that on. A rejected key's message is
+    replaced whole (OpenAI's quotes a masked form of the key)."""
+    if err.disables_key:
+        err.message = f"The upstream rejected its key ({err.upstream_status})."
+    elif secret and secret in err.message:
+        err.message = err.message.replace(secret, "[redacted]")
+    return err
+
+
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
     return GatewayError(400, message, "invalid_request_error", code, param)
 

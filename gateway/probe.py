@@ -16,7 +16,7 @@ import orjson
 from gateway import adaptors, upstream
 from gateway.catalog import ChannelInfo, UpstreamKey
 from gateway.domain import channels as channel_store
-from gateway.neutral import Call, GatewayError
+from gateway.neutral import Call, GatewayError, redacted
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -38,16 +38,13 @@ def _try(rt: Runtime, channel: ChannelInfo, key: UpstreamKey, model: str) -> dic
         )
         payload = upstream.read_body(response)
         if response.status_code >= 400:
-            raise adaptor.map_error(response.status_code, payload, response)
+            raise adaptor.map_error(response.status_code, payload, response.headers)
         adaptor.parse_response(call, payload)
     except GatewayError as err:
-        message = (
-            f"The upstream rejected its key ({err.upstream_status})." if err.disables_key else err.message
-        )
         return {
             "ok": False,
             "status": err.upstream_status or err.status,
-            "error": message,
+            "error": redacted(err, key.secret).message,
             "latency_ms": int((time.perf_counter() - started) * 1000),
             "model": model,
         }

@@ -21,7 +21,7 @@ from gateway.catalog import ChannelInfo, UpstreamKey
 from gateway.domain.keys import KeyInfo
 from gateway.domain.pricing import PriceInfo, cost_micro_usd
 from gateway.limits import Admission
-from gateway.neutral import Call, GatewayError, Usage
+from gateway.neutral import Call, GatewayError, Usage, redacted
 from gateway.writer import Record
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ def _forward(t: Ticket) -> Response:
         try:
             response = _attempt(t, adaptor, channel, key)
         except GatewayError as err:
-            err = _scrub(err, key)
+            err = redacted(err, key.secret)
             if not err.retryable:
                 raise  # the client's own mistake, as the upstream judged it: no failover, no health penalty
             rt.router.failed(channel, key, err)
@@ -240,7 +240,7 @@ def _attempt(t: Ticket, adaptor: adaptors.Adaptor, channel: ChannelInfo, key: Up
     response = upstream.send(t.rt.pools, request, timeout_s)
     if response.status_code >= 400:
         body = upstream.read_body(response)
-        raise adaptor.map_error(response.status_code, body, response)
+        raise adaptor.map_error(response.status_code, body, response.headers)
     if t.call.stream and "event-stream" in (response.get("content-type") or ""):
         events = adaptor.stream_events(t.call, upstream.iter_body(response))
         try:
@@ -332,15 +332,6 @@ def _completion_text(body: bytes) -> str:
         message = choice.get("message") or {}
         parts.append(message.get("content") or choice.get("text") or "")
     return "".join(p for p in parts if isinstance(p, str))
-
-
-def _scrub(err: GatewayError, key: UpstreamKey) -> GatewayError:
-    """Upstream messages may quote the key they were sent; never pass that on."""
-    if err.disables_key:
-        err.message = f"The upstream rejected its key ({err.upstream_status})."
-    elif key.secret and key.secret in err.message:
-        err.message = err.message.replace(key.secret, "[redacted]")
-    return err
 
 
 def _final_error(last: GatewayError | None) -> GatewayError:
