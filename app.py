@@ -11,6 +11,7 @@ import os
 import resource
 import secrets
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import gevent
 from flask import Flask, Request, Response, g, jsonify, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_migrate import Migrate, upgrade
+from gevent.pywsgi import WSGIServer
+from geventwebsocket.handler import WebSocketHandler
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
@@ -177,23 +180,26 @@ def _register_commands(app: Flask) -> None:
         click.echo(f"password of {username} changed")
 
 
+class Handler(WebSocketHandler):
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        # pywsgi writes the headers and the body in two calls; without TCP_NODELAY, Nagle's algorithm and
+        # the client's delayed ACK hold the body back some 40 ms on every keep-alive request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().__init__(sock, *args, **kwargs)
+
+    def log_request(self) -> None:
+        """No access log: every relayed request has its usage log row instead (WebSocketHandler would
+        format a line per request even with the server's log turned off)."""
+
+
+def make_server(app: Flask, host: str, port: int) -> WSGIServer:
+    """gevent's WSGI server with gevent-websocket's handler, as Relayhouse serves (bench/ceiling.py too)."""
+    return WSGIServer(
+        (host, port), app, handler_class=Handler, log=None, error_log=logging.getLogger("relayhouse.http")
+    )
+
+
 def serve() -> None:
-    import socket
-
-    from gevent.pywsgi import WSGIServer
-    from geventwebsocket.handler import WebSocketHandler
-
-    class Handler(WebSocketHandler):
-        def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-            # pywsgi writes the headers and the body in two calls; without TCP_NODELAY, Nagle's algorithm
-            # and the client's delayed ACK hold the body back some 40 ms on every keep-alive request
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            super().__init__(sock, *args, **kwargs)
-
-        def log_request(self) -> None:
-            """No access log: every relayed request has its usage log row instead (WebSocketHandler would
-            format a line per request even with the server's log turned off)."""
-
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -204,13 +210,7 @@ def serve() -> None:
     # whose full passes over it would otherwise stall every request in flight
     gc.collect()
     gc.freeze()
-    server = WSGIServer(
-        (rt.settings.host, rt.settings.port),
-        app,
-        handler_class=Handler,
-        log=None,
-        error_log=logging.getLogger("relayhouse.http"),
-    )
+    server = make_server(app, rt.settings.host, rt.settings.port)
 
     def shutdown() -> None:
         log.info("stopping: finishing requests in flight, then flushing logs")
