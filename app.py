@@ -94,7 +94,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         if generated:
             print(
                 f"Relayhouse created the root admin: username 'root', password '{generated}' "
-                "(shown once; change it in the console)",
+                "(shown once; change it with: flask --app app reset-password root)",
                 flush=True,
             )
         rt.catalog.reload()
