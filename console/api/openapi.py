@@ -433,7 +433,7 @@ ROUTES = [  # paths below /api
     Route("get", "/openapi.json", None, "This OpenAPI 3.1 document", "Document"),
     Route("post", "/auth/login", None, "Log in (sets the session cookie)", "User", body="Login",
           errors=(400, 401)),
-    Route("post", "/auth/logout", None, "End the console session (clears the cookie)", "LoggedOut"),
+    Route("post", "/auth/logout", None, "Log out: ends every console session of the user", "LoggedOut"),
     Route("get", "/auth/me", USER, "The caller's account", "User"),
     Route("post", "/auth/token", USER, "A new access token for the caller", "AccessToken", errors=(415,)),
     Route("get", "/users", ADMIN, "List accounts", "UserList"),
