@@ -5,7 +5,6 @@ if __name__ == "__main__":  # gevent must patch the standard library before anyt
 
     monkey.patch_all()
 
-import gc
 import logging
 import os
 import resource
@@ -206,10 +205,6 @@ def serve() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     app = create_app()
     rt: Runtime = app.extensions["relayhouse"]
-    # everything loaded so far lives as long as the process: keep it out of the cyclic collector's scans,
-    # whose full passes over it would otherwise stall every request in flight
-    gc.collect()
-    gc.freeze()
     server = make_server(app, rt.settings.host, rt.settings.port)
 
     def shutdown() -> None:
