@@ -34,6 +34,7 @@ class Frontend(Protocol):
     def parse_request(self, endpoint: str, raw: bytes) -> Call: ...
     def render_error(self, err: GatewayError) -> Response: ...
     def delivered_text(self, payloads: list[bytes]) -> str: ...
+    def answered_text(self, body: bytes) -> str: ...
 
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -260,7 +261,7 @@ def _attempt(t: Ticket, adaptor: adaptors.Adaptor, channel: ChannelInfo, key: Up
     body, usage = adaptor.parse_response(t.call, upstream.read_body(response))
     t.channel_ok = True
     t.ttft_ms = t.elapsed_ms()
-    t.finish(usage or t.estimate(_completion_text(body)), 200)
+    t.finish(usage or t.estimate(t.frontend.answered_text(body)), 200)
     return Response(body, 200, content_type="application/json")
 
 
@@ -320,18 +321,6 @@ class StreamBody:
         if not self._ticket.done:
             self._events.close()
             self._ticket.finish(self._ticket.estimate(""), 499, "The client closed the stream.")
-
-
-def _completion_text(body: bytes) -> str:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return ""
-    parts = []
-    for choice in data.get("choices") or ():
-        message = choice.get("message") or {}
-        parts.append(message.get("content") or choice.get("text") or "")
-    return "".join(p for p in parts if isinstance(p, str))
 
 
 def _final_error(last: GatewayError | None) -> GatewayError:

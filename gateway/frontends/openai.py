@@ -96,3 +96,16 @@ def delivered_text(payloads: list[bytes]) -> str:
                         v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str)
                     )
     return "".join(parts)
+
+
+def answered_text(body: bytes) -> str:
+    """The text of a whole (non-streamed) answer, to estimate its tokens when no usage came."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    parts = []
+    for choice in data.get("choices") or () if isinstance(data, dict) else ():
+        message = choice.get("message") or {}
+        parts.append(message.get("content") or choice.get("text") or "")
+    return "".join(p for p in parts if isinstance(p, str))
