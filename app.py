@@ -8,9 +8,7 @@ if __name__ == "__main__":  # gevent must patch the standard library before anyt
 import logging
 import os
 import resource
-import secrets
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,6 @@ import gevent
 from flask import Flask, Request, Response, g, jsonify, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_migrate import Migrate, upgrade
-from gevent.pywsgi import WSGIServer
-from geventwebsocket.handler import WebSocketHandler
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
@@ -34,9 +30,11 @@ from gateway.domain import accounts
 from gateway.domain.crypto import Vault
 from gateway.domain.models import User, db
 from gateway.frontends.openai import render_error
+from gateway.frontends.v1 import RelayRoutes
 from gateway.frontends.v1 import bp as v1_bp
-from gateway.neutral import GatewayError
+from gateway.neutral import GatewayError, new_request_id
 from gateway.runtime import Runtime
+from gateway.serving import make_server
 
 log = logging.getLogger("relayhouse")
 MIGRATIONS = str(PROJECT_ROOT / "gateway" / "migrations")
@@ -98,6 +96,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             )
         rt.catalog.reload()
 
+    app.wsgi_app = RelayRoutes(rt, app.wsgi_app)  # type: ignore[method-assign]
     app.register_blueprint(v1_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(pages_bp)
@@ -111,7 +110,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 def _wire_requests(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
-        g.request_id = "req_" + secrets.token_hex(12)
+        g.request_id = new_request_id()
 
     @app.after_request
     def add_request_id(response: Response) -> Response:
@@ -122,7 +121,8 @@ def _wire_requests(app: Flask) -> None:
         if request.path.startswith("/api/"):
             body = {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
             return jsonify(body), err.status
-        return render_error(err)
+        reply = render_error(err)
+        return Response(reply.body, reply.status, reply.headers)
 
     @app.errorhandler(GatewayError)
     def gateway_error(err: GatewayError) -> Response:
@@ -177,25 +177,6 @@ def _register_commands(app: Flask) -> None:
         except GatewayError as err:
             raise click.ClickException(err.message) from None
         click.echo(f"password of {username} changed")
-
-
-class Handler(WebSocketHandler):
-    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        # pywsgi writes the headers and the body in two calls; without TCP_NODELAY, Nagle's algorithm and
-        # the client's delayed ACK hold the body back some 40 ms on every keep-alive request
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().__init__(sock, *args, **kwargs)
-
-    def log_request(self) -> None:
-        """No access log: every relayed request has its usage log row instead (WebSocketHandler would
-        format a line per request even with the server's log turned off)."""
-
-
-def make_server(app: Flask, host: str, port: int) -> WSGIServer:
-    """gevent's WSGI server with gevent-websocket's handler, as Relayhouse serves (bench/ceiling.py too)."""
-    return WSGIServer(
-        (host, port), app, handler_class=Handler, log=None, error_log=logging.getLogger("relayhouse.http")
-    )
 
 
 def serve() -> None:

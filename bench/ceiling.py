@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The ceiling of Relayhouse's serving stack, measured beside the fake upstream.
 
-It serves a bare Flask app through Relayhouse's own server (`app.make_server`: gevent pywsgi with
+It serves a bare Flask app through Relayhouse's own server (`gateway.serving.make_server`: gevent pywsgi with
 gevent-websocket's handler). The app's one view answers `POST /v1/chat/completions` with a constant body and
 does no relay work. It then runs the same closed-loop load as `bench/run.py` against that app and against
 `bench/upstream.py` (direct). The bare stack's `x direct` is the best that any gateway built on this stack
@@ -31,7 +31,7 @@ def serve(port: int) -> None:
     sys.path.insert(0, ROOT)
     from flask import Flask, Response
 
-    from app import make_server
+    from gateway.serving import make_server
 
     bare = Flask("ceiling")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -63,8 +65,9 @@ class Snapshot:
 
 
 class Catalog:
-    def __init__(self, vault: Vault) -> None:
+    def __init__(self, vault: Vault, app_context: Callable[[], AbstractContextManager[Any]]) -> None:
         self.vault = vault
+        self._app_context = app_context  # the relay runs outside Flask: key lookups open their own
         self.snapshot = Snapshot()
         self._generation = 0
         self._keys: dict[str, KeyInfo] = {}
@@ -141,7 +144,8 @@ class Catalog:
         missed = self._missing.get(key_hash)
         if missed is not None and time.monotonic() - missed < NEGATIVE_TTL_S:
             return None
-        info = load_key_info(key_hash)
+        with self._app_context():
+            info = load_key_info(key_hash)
         if info is None:
             if len(self._missing) > 10_000:
                 self._missing.clear()

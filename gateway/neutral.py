@@ -1,10 +1,14 @@
 """Neutral forms that move through the relay pipeline, whatever protocol the client or upstream speaks.
 
-`GatewayError` is an error as data: every front-end renders it in its own protocol's shape.
+`GatewayError` is an error as data: every front-end renders it in its own protocol's shape, as a `Reply`.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,3 +68,25 @@ class Call:
     wants_usage: bool = False  # the client asked for stream usage itself
     max_output_tokens: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Reply:
+    """An answer as data. `body` is bytes, or an iterable of bytes for a stream, which the server closes when
+    it ends or when the client goes away."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes | Iterable[bytes]
+
+
+_PROCESS_TAG = os.urandom(4).hex()
+_SEQUENCE = itertools.count()
+
+
+def new_request_id() -> str:
+    """`req_` and 26 hex digits: the time in milliseconds, a tag random per process, and a counter.
+
+    Unique without a system call per request, and in time order, so new rows land at the end of the
+    `request_id` indexes instead of at random places in them."""
+    return f"req_{time.time_ns() // 1_000_000:012x}{_PROCESS_TAG}{next(_SEQUENCE) & 0xFFFFFF:06x}"

@@ -6,13 +6,12 @@ and settle the exact cost with one log row. Failover happens only before any byt
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
-from flask import Request, Response
 
 from gateway import adaptors, sse, tokens, upstream
 from gateway.auth import authenticate
@@ -21,7 +20,7 @@ from gateway.catalog import ChannelInfo, UpstreamKey
 from gateway.domain.keys import KeyInfo
 from gateway.domain.pricing import PriceInfo, cost_micro_usd
 from gateway.limits import Admission
-from gateway.neutral import Call, GatewayError, Usage, redacted
+from gateway.neutral import Call, GatewayError, Reply, Usage, redacted
 from gateway.writer import Record
 
 if TYPE_CHECKING:
@@ -32,12 +31,27 @@ class Frontend(Protocol):
     """What the pipeline needs from an inbound protocol (gateway.frontends.openai is one)."""
 
     def parse_request(self, endpoint: str, raw: bytes) -> Call: ...
-    def render_error(self, err: GatewayError) -> Response: ...
+    def render_error(self, err: GatewayError) -> Reply: ...
     def delivered_text(self, payloads: list[bytes]) -> str: ...
     def answered_text(self, body: bytes) -> str: ...
 
 
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+@dataclass(slots=True)
+class Inbound:
+    """What the pipeline reads of the HTTP request, whatever serves it."""
+
+    headers: Mapping[str, str]
+    remote_addr: str | None
+    content_length: int | None
+    read: Callable[[int], bytes]  # at most n bytes of the body
+
+
+JSON_HEADERS = [("Content-Type", "application/json")]
+STREAM_HEADERS = [
+    ("Content-Type", "text/event-stream"),
+    ("Cache-Control", "no-cache"),
+    ("X-Accel-Buffering", "no"),
+]
 FREE = PriceInfo("")
 
 
@@ -106,19 +120,19 @@ class Ticket:
         return Usage(prompt, completion, 0, "estimated")
 
 
-def handle(rt: Runtime, frontend: Frontend, endpoint: str, http_req: Request, request_id: str) -> Response:
+def handle(rt: Runtime, frontend: Frontend, endpoint: str, inbound: Inbound, request_id: str) -> Reply:
     started = time.perf_counter()
     key: KeyInfo | None = None
     call: Call | None = None
     try:
-        if (http_req.content_length or 0) > rt.settings.max_body_bytes:
-            raise GatewayError(
-                413,
-                f"The request body is larger than {rt.settings.max_body_mb} MB.",
-                code="request_too_large",
-            )
-        key = authenticate(rt.catalog, http_req.headers, http_req.remote_addr)
-        call = frontend.parse_request(endpoint, http_req.get_data(cache=False))
+        limit = rt.settings.max_body_bytes
+        if (inbound.content_length or 0) > limit:
+            raise _too_large(rt)
+        key = authenticate(rt.catalog, inbound.headers, inbound.remote_addr)
+        raw = inbound.read(limit + 1)
+        if len(raw) > limit:  # a chunked body gives no length up front
+            raise _too_large(rt)
+        call = frontend.parse_request(endpoint, raw)
         price, multiplier = _price(rt, key, call)
         admission = rt.limiter.admit(key)
         try:
@@ -153,6 +167,12 @@ def handle(rt: Runtime, frontend: Frontend, endpoint: str, http_req: Request, re
     except BaseException:
         ticket.finish(None, 500, "internal error")
         raise
+
+
+def _too_large(rt: Runtime) -> GatewayError:
+    return GatewayError(
+        413, f"The request body is larger than {rt.settings.max_body_mb} MB.", code="request_too_large"
+    )
 
 
 def _price(rt: Runtime, key: KeyInfo, call: Call) -> tuple[PriceInfo, Fraction]:
@@ -197,7 +217,7 @@ def _estimated_cost(rt: Runtime, call: Call, price: PriceInfo, multiplier: Fract
     return cost_micro_usd(price, Usage(prompt, output), multiplier)
 
 
-def _forward(t: Ticket) -> Response:
+def _forward(t: Ticket) -> Reply:
     rt, call = t.rt, t.call
     candidates = rt.router.candidates(t.key.group, call.model)
     if not candidates:
@@ -235,7 +255,7 @@ def _forward(t: Ticket) -> Response:
     raise _final_error(last)
 
 
-def _attempt(t: Ticket, adaptor: adaptors.Adaptor, channel: ChannelInfo, key: UpstreamKey) -> Response:
+def _attempt(t: Ticket, adaptor: adaptors.Adaptor, channel: ChannelInfo, key: UpstreamKey) -> Reply:
     request = adaptor.build_request(t.call, channel, key)
     timeout_s = channel.timeout_s or t.rt.settings.default_timeout_s
     response = upstream.send(t.rt.pools, request, timeout_s)
@@ -257,12 +277,12 @@ def _attempt(t: Ticket, adaptor: adaptors.Adaptor, channel: ChannelInfo, key: Up
         t.ttft_ms = t.elapsed_ms()
         t.channel_ok = True
         body = StreamBody(t, events, _stream(t, adaptor, first, events))
-        return Response(body, 200, content_type="text/event-stream", headers=STREAM_HEADERS)
+        return Reply(200, list(STREAM_HEADERS), body)
     body, usage = adaptor.parse_response(t.call, upstream.read_body(response))
     t.channel_ok = True
     t.ttft_ms = t.elapsed_ms()
     t.finish(usage or t.estimate(t.frontend.answered_text(body)), 200)
-    return Response(body, 200, content_type="application/json")
+    return Reply(200, list(JSON_HEADERS), body)
 
 
 def _stream(t: Ticket, adaptor: adaptors.Adaptor, first: bytes, events: Iterator[bytes]) -> Iterator[bytes]:

@@ -30,7 +30,7 @@ class Runtime:
         self.app = app
         self.settings = settings
         self.started_at = time.time()
-        self.catalog = Catalog(vault)
+        self.catalog = Catalog(vault, app.app_context)
         self.wallets = LocalWallets(self._load_balance)
         storage = settings.redis_url or "memory://"
         self.limiter = Limiter(self.wallets, storage)

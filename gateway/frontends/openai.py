@@ -9,19 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from flask import Response
 
-from gateway.neutral import Call, GatewayError, bad_request
+from gateway.neutral import Call, GatewayError, Reply, bad_request
 
 DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
 
 
-def render_error(err: GatewayError) -> Response:
+def render_error(err: GatewayError) -> Reply:
     body = {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
-    response = Response(orjson.dumps(body), err.status, content_type="application/json")
+    headers = [("Content-Type", "application/json")]
     if err.retry_after is not None:
-        response.headers["Retry-After"] = str(err.retry_after)
-    return response
+        headers.append(("Retry-After", str(err.retry_after)))
+    return Reply(err.status, headers, orjson.dumps(body))
 
 
 def _int_or_none(body: dict[str, Any], name: str) -> int | None:

@@ -1,39 +1,93 @@
-"""The `/v1` routes of the OpenAI-compatible API, plus the legacy `/dashboard/billing/*` endpoints."""
+"""The `/v1` routes of the OpenAI-compatible API, plus the legacy `/dashboard/billing/*` endpoints.
+
+The relayed endpoints (`POST /v1/chat/completions` and the others in `ENDPOINTS`) are served by
+`RelayRoutes`, straight from the WSGI environ and ahead of Flask: they are the hot path, and need none of
+Flask's request machinery (no session, no routing table, no context). Everything else is Flask's.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 from sqlalchemy import func, select
+from werkzeug.datastructures import EnvironHeaders
 
 from gateway import relay
 from gateway.auth import authenticate
 from gateway.domain.models import UsageLog, db
 from gateway.domain.pricing import micro_to_usd
 from gateway.frontends import openai
-from gateway.neutral import GatewayError, bad_request
+from gateway.neutral import GatewayError, bad_request, new_request_id
 
+log = logging.getLogger("relayhouse")
 bp = Blueprint("v1", __name__)
 
 ENDPOINTS = {
-    "chat/completions": "chat",
-    "completions": "completions",
-    "embeddings": "embeddings",
-    "moderations": "moderations",
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/moderations": "moderations",
 }
+STATUS_LINES = {int(s): f"{int(s)} {s.phrase}" for s in HTTPStatus}
 
 
-# -- routes ----------------------------------------------------------------------------------------
-def _relay(path: str) -> Response:
-    return relay.handle(current_app.extensions["relayhouse"], openai, ENDPOINTS[path], request, g.request_id)
+class RelayRoutes:
+    """WSGI middleware in front of the Flask app: answers the relayed endpoints itself, passes the rest on."""
+
+    def __init__(self, runtime: Any, app: Callable) -> None:
+        self.runtime = runtime
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        endpoint = ENDPOINTS.get(environ.get("PATH_INFO", ""))
+        if endpoint is None:
+            return self.app(environ, start_response)
+        request_id = new_request_id()
+        if environ["REQUEST_METHOD"] != "POST":
+            err = GatewayError(
+                405, f"Use POST for {environ['PATH_INFO']}.", "invalid_request_error", "method_not_allowed"
+            )
+            reply = openai.render_error(err)
+            reply.headers.append(("Allow", "POST"))
+        else:
+            try:
+                reply = relay.handle(self.runtime, openai, endpoint, _inbound(environ), request_id)
+            except GatewayError as err:
+                reply = openai.render_error(err)
+            except Exception:
+                log.exception("unhandled error in POST %s (request %s)", environ["PATH_INFO"], request_id)
+                reply = openai.render_error(
+                    GatewayError(
+                        500,
+                        f"Internal error; quote request id {request_id}.",
+                        "server_error",
+                        "internal_error",
+                    )
+                )
+        headers = reply.headers
+        headers.append(("X-Request-Id", request_id))
+        body = reply.body
+        if isinstance(body, bytes):
+            headers.append(("Content-Length", str(len(body))))
+            body = [body]
+        start_response(STATUS_LINES.get(reply.status) or f"{reply.status} Error", headers)
+        return body
 
 
-for _path in ENDPOINTS:
-    bp.add_url_rule(
-        f"/v1/{_path}", f"relay_{ENDPOINTS[_path]}", _relay, methods=["POST"], defaults={"path": _path}
+def _inbound(environ: dict[str, Any]) -> relay.Inbound:
+    length = environ.get("CONTENT_LENGTH")
+    try:
+        content_length = int(length) if length else None
+    except ValueError:
+        raise bad_request("Content-Length is not a number.") from None
+    return relay.Inbound(
+        EnvironHeaders(environ), environ.get("REMOTE_ADDR"), content_length, environ["wsgi.input"].read
     )
 
 
