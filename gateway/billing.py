@@ -12,6 +12,7 @@ store.
 
 from __future__ import annotations
 
+import calendar
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,9 +20,18 @@ from dataclasses import dataclass
 from gateway.domain.keys import KeyInfo
 from gateway.neutral import GatewayError
 
+_month: list = ["", 0.0]  # the current month's label, and when it ends (epoch seconds)
+
 
 def current_month() -> str:
-    return time.strftime("%Y-%m", time.gmtime())
+    """`YYYY-MM` in UTC; formatted once a month, not on every request."""
+    now = time.time()
+    if now >= _month[1] or now < _month[1] - 32 * 86400:
+        t = time.gmtime(now)
+        year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+        _month[0] = f"{t.tm_year:04d}-{t.tm_mon:02d}"
+        _month[1] = float(calendar.timegm((year, month, 1, 0, 0, 0, 0, 0, 0)))
+    return _month[0]
 
 
 @dataclass(slots=True)

@@ -5,6 +5,11 @@ together, TCP_NODELAY set), headers parsed once, bodies framed by Content-Length
 connection close (RFC 9112 section 6), and streamed bodies handed on as soon as bytes arrive. A pooled
 connection the upstream closed while idle is retried once on a new one, before any byte of an answer.
 
+`timeout_s` bounds every wait for the upstream: no byte for that long and the exchange fails. Under
+gevent this is kept by one watchdog greenlet that closes the sockets whose deadline passed (which wakes
+their reader), so a wait costs no timer of its own; a stream gets thousands of waits. Without gevent's
+patched sockets, the sockets' own timeouts do it.
+
 Transport failures become `GatewayError`s: 504 on a timeout, 502 on anything else, both worth failing
 over.
 """
@@ -12,16 +17,25 @@ over.
 from __future__ import annotations
 
 import functools
+import ipaddress
+import math
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
+
+import gevent
+from gevent import monkey
 
 from gateway.neutral import GatewayError
 
 CONNECT_TIMEOUT_S = 10.0
 MAX_IDLE_PER_ORIGIN = 512
+ADDRESS_TTL_S = 60.0
+WATCHDOG_TICK_S = 0.2
 RECV_BYTES = 65536
 MAX_HEAD_BYTES = 65536
 
@@ -49,13 +63,36 @@ class Origin:
         self.host_header = host if port == default_port else f"{host}:{port}"
         self._tls = ssl.create_default_context() if self.secure else None
         self._idle: list[socket.socket] = []
+        self._addresses: list[tuple[int, Any]] = []
+        self._resolved_until = 0.0
+
+    def addresses(self) -> list[tuple[int, Any]]:
+        """The host's addresses, resolved at most once per ADDRESS_TTL_S (once for an IP address): a burst
+        of new connections must not queue a lookup each on the resolver's threads."""
+        now = time.monotonic()
+        if now >= self._resolved_until:
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            self._addresses = [(family, sockaddr) for family, _, _, _, sockaddr in infos]
+            self._resolved_until = now + (math.inf if _is_ip(self.host) else ADDRESS_TTL_S)
+        return self._addresses
 
     def connect(self, timeout_s: float) -> socket.socket:
-        sock = socket.create_connection((self.host, self.port), timeout=min(CONNECT_TIMEOUT_S, timeout_s))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._tls is not None:
-            sock = self._tls.wrap_socket(sock, server_hostname=self.host)
-        return sock
+        failure: OSError | None = None
+        for family, sockaddr in self.addresses():
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(min(CONNECT_TIMEOUT_S, timeout_s))
+                sock.connect(sockaddr)
+            except OSError as exc:
+                sock.close()
+                failure = exc
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls is not None:
+                sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+            return sock
+        self._resolved_until = 0.0  # every address failed: look the name up afresh next time
+        raise failure or OSError(f"no address for {self.host}")
 
     def take(self) -> socket.socket | None:
         return self._idle.pop() if self._idle else None
@@ -71,9 +108,66 @@ class Origin:
             self._idle.pop().close()
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class Lease:
+    """One exchange's hold on a connection, with the deadline the watchdog enforces."""
+
+    __slots__ = ("sock", "timeout_s", "deadline", "timed_out", "_leases")
+
+    def __init__(self, sock: socket.socket, timeout_s: float, leases: set[Lease] | None) -> None:
+        self.sock = sock
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.timed_out = False
+        self._leases = leases
+        if leases is not None:
+            leases.add(self)
+
+    def waiting(self) -> None:
+        """A wait for the upstream begins: it may last `timeout_s`."""
+        self.deadline = time.monotonic() + self.timeout_s
+
+    def idle(self) -> None:
+        """No wait for the upstream (the relay is busy with the client, which may be slow): no deadline."""
+        self.deadline = math.inf
+
+    def end(self) -> None:
+        if self._leases is not None:
+            self._leases.discard(self)
+
+
 class Pools:
     def __init__(self) -> None:
         self._origins: dict[tuple[str, str, int], Origin] = {}
+        self._leases: set[Lease] = set()
+        self._watchdog: gevent.Greenlet | None = None
+        self.watched = monkey.is_module_patched("socket")
+
+    def lease(self, sock: socket.socket, timeout_s: float) -> Lease:
+        if not self.watched:
+            sock.settimeout(timeout_s)
+            return Lease(sock, timeout_s, None)
+        if self._watchdog is None:
+            self._watchdog = gevent.spawn(self._watch)
+        if sock.gettimeout() is not None:  # a new connection, still with its connect timeout
+            sock.settimeout(None)
+        return Lease(sock, timeout_s, self._leases)
+
+    def _watch(self) -> None:
+        while True:
+            gevent.sleep(WATCHDOG_TICK_S)
+            now = time.monotonic()
+            for lease in [lease for lease in self._leases if lease.deadline <= now]:
+                lease.timed_out = True
+                lease.end()
+                lease.sock.close()  # the greenlet waiting on it wakes with an error
 
     def origin(self, scheme: str, host: str, port: int) -> Origin:
         ident = (scheme, host, port)
@@ -83,6 +177,9 @@ class Pools:
         return origin
 
     def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog = None
         for origin in self._origins.values():
             origin.close()
 
@@ -93,14 +190,16 @@ class Response:
     def __init__(
         self,
         origin: Origin,
-        sock: socket.socket,
+        lease: Lease,
         status: int,
         headers: dict[str, str],
         rest: bytearray,
         method: str,
     ) -> None:
         self._origin = origin
-        self._sock: socket.socket | None = sock
+        self._lease = lease
+        lease.idle()
+        self._sock: socket.socket | None = lease.sock
         self.status_code = status
         self.headers = headers
         self._buffer = rest
@@ -121,7 +220,11 @@ class Response:
     def _recv(self) -> bytes:
         if self._sock is None:
             raise ConnectionResetError("upstream connection already released")
-        return self._sock.recv(RECV_BYTES)
+        lease = self._lease
+        lease.waiting()
+        data = self._sock.recv(RECV_BYTES)
+        lease.idle()
+        return data
 
     def _pieces(self) -> Iterator[bytes]:
         buffer = self._buffer
@@ -188,7 +291,8 @@ class Response:
         sock, self._sock = self._sock, None
         if sock is None:
             return
-        if clean and self._keep_alive:
+        self._lease.end()
+        if clean and self._keep_alive and not self._lease.timed_out:
             self._origin.give_back(sock)
         else:
             sock.close()
@@ -197,6 +301,7 @@ class Response:
         """Give the connection up; unless the body was read to its end, it is closed."""
         sock, self._sock = self._sock, None
         if sock is not None:
+            self._lease.end()
             sock.close()
 
     def read(self) -> bytes:
@@ -210,7 +315,7 @@ class Response:
             return b"".join(self._pieces())
         except Exception as exc:
             self.release()
-            raise transport_error(exc) from None
+            raise transport_error(exc, self._lease.timed_out) from None
 
     def iter_body(self) -> Iterator[bytes]:
         """Body bytes as soon as they arrive. Closing the iterator early closes the connection, which
@@ -220,16 +325,16 @@ class Response:
         except GeneratorExit:
             raise
         except Exception as exc:
-            raise transport_error(exc) from None
+            raise transport_error(exc, self._lease.timed_out) from None
         finally:
             self.release()
 
 
-def transport_error(exc: BaseException) -> GatewayError:
+def transport_error(exc: BaseException, timed_out: bool = False) -> GatewayError:
     """Name the failure without echoing anything that could hold a secret."""
     if isinstance(exc, GatewayError):
         return exc
-    if isinstance(exc, TimeoutError | socket.timeout):
+    if timed_out or isinstance(exc, TimeoutError | socket.timeout):
         return GatewayError(
             504, "The upstream did not answer in time.", "server_error", "upstream_timeout", retryable=True
         )
@@ -303,19 +408,24 @@ def send(pools: Pools, request: UpstreamRequest, timeout_s: float) -> Response:
     while True:
         sock = origin.take()
         reused = sock is not None
+        lease: Lease | None = None
         try:
             if sock is None:
                 sock = origin.connect(timeout_s)
-            sock.settimeout(timeout_s)
+            lease = pools.lease(sock, timeout_s)
             _send_all(sock, payload)
             status, headers, rest = _read_head(sock, reused)
-            return Response(origin, sock, status, headers, rest, request.method)
+            return Response(origin, lease, status, headers, rest, request.method)
         except Exception as exc:
+            timed_out = False
+            if lease is not None:
+                lease.end()
+                timed_out = lease.timed_out
             if sock is not None:
                 sock.close()
             if reused and isinstance(exc, StaleConnection | BrokenPipeError | ConnectionResetError):
                 continue  # the upstream closed it while idle: nothing was processed, so try another
-            raise transport_error(exc) from None
+            raise transport_error(exc, timed_out) from None
 
 
 def read_body(response: Response) -> bytes:

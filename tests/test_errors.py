@@ -3,6 +3,7 @@ limits on keys; and no secret in any answer or log line."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -229,3 +230,36 @@ def test_no_secret_in_answers_or_logs(gateway: Gateway, fresh_upstream: FakeUpst
     log_text = gateway.server_log()
     assert upstream_secret not in log_text and key["key"] not in log_text
     assert gateway.admin_token not in log_text
+
+
+def test_stream_timeout_counts_silence_not_length(gateway: Gateway, fresh_upstream: FakeUpstream) -> None:
+    """`timeout_s` bounds each wait for the upstream: a slow but steady stream completes, a stream that
+    goes silent mid-way ends with an error event, billed for what was delivered."""
+    model = "tick-" + secrets.token_hex(3)
+    gateway.channel(fresh_upstream, [model], timeout_s=0.6)
+    gateway.price(model, input_per_mtok_usd=1, output_per_mtok_usd=2)
+    user = gateway.user(5)
+    client = gateway.client(gateway.key(user))
+    fresh_upstream.behave(chunks=6, chunk_delay_s=0.3, content="one two three four five six")
+    started = time.monotonic()
+    stream = client.chat.completions.create(model=model, messages=HI, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "one two three four five six" and time.monotonic() - started > 1.5
+
+    fresh_upstream.behave(chunks=3, chunk_delay_s=3)
+    started = time.monotonic()
+    reply = http(
+        "POST",
+        gateway.v1 + "/chat/completions",
+        {"model": model, "messages": HI, "stream": True},
+        headers={"Authorization": f"Bearer {client.api_key}"},
+    )
+    elapsed = time.monotonic() - started
+    assert reply.status == 200 and elapsed < 2.5, elapsed
+    events = [line[6:] for line in reply.raw.decode().split("\n") if line.startswith("data: ")]
+    assert '"role":"assistant"' in events[0]
+    error = json.loads(events[-1])["error"]
+    assert error["code"] == "upstream_stream_cut" and "did not answer in time" in error["message"]
+    rows = gateway.logs_of(user, 2)
+    cut = next(r for r in rows if r["request_id"] == reply.headers["x-request-id"])
+    assert cut["status"] == 502 and cut["completion_tokens"] == 0 and cut["usage_source"] == "estimated"
