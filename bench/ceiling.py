@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """The ceiling of Relayhouse's serving stack, measured beside the fake upstream.
 
-It serves a bare Flask app through Relayhouse's own server (`gateway.serving.make_server`: gevent pywsgi with
-gevent-websocket's handler). The app's one view answers `POST /v1/chat/completions` with a constant body and
-does no relay work. It then runs the same closed-loop load as `bench/run.py` against that app and against
-`bench/upstream.py` (direct). The bare stack's `x direct` is the best that any gateway built on this stack
-could reach in `bench/run.py`.
+It serves a bare app through Relayhouse's own server (`gateway.serving.make_server`: gevent pywsgi with
+gevent-websocket's handler), shaped as Relayhouse is: a WSGI callable in front of a Flask app answers
+`POST /v1/chat/completions` itself (as `RelayRoutes` does), reading the body and returning a constant
+answer, with no relay work. It then runs the same closed-loop load as `bench/run.py` against that app and
+against `bench/upstream.py` (direct). The bare stack's `x direct` is the best that any gateway built on
+this stack could reach in `bench/run.py`.
 
     .venv/bin/python bench/ceiling.py [--pin] [--conc 1,16,64] [--duration 8]
 """
@@ -29,15 +30,18 @@ def serve(port: int) -> None:
 
     monkey.patch_all()
     sys.path.insert(0, ROOT)
-    from flask import Flask, Response
+    from flask import Flask
 
     from gateway.serving import make_server
 
-    bare = Flask("ceiling")
+    flask_app = Flask("ceiling")
 
-    @bare.post("/v1/chat/completions")
-    def chat() -> Response:
-        return Response(BODY, content_type="application/json")
+    def bare(environ, start_response):  # noqa: ANN001, ANN202
+        if environ["PATH_INFO"] != "/v1/chat/completions" or environ["REQUEST_METHOD"] != "POST":
+            return flask_app(environ, start_response)
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))])
+        return [BODY]
 
     make_server(bare, "127.0.0.1", port).serve_forever()
 
@@ -100,7 +104,7 @@ def main() -> int:
                 ]
             )
         print(
-            "Serving-stack ceiling (bare Flask view, no relay work), "
+            "Serving-stack ceiling (the relay route with no relay work), "
             + ("pinned" if args.pin else "not pinned")
         )
         print(run.table(["level", "direct req/s", "bare stack req/s", "x direct", "stack p50 ms"], rows))
