@@ -30,7 +30,8 @@ from gateway.domain import accounts
 from gateway.domain.crypto import Vault
 from gateway.domain.models import User, db
 from gateway.frontends.openai import render_error
-from gateway.frontends.v1 import RelayRoutes
+from gateway.frontends.v1 import CORS_HEADERS, RelayRoutes
+from gateway.frontends.v1 import PREFIXES as RELAY_PREFIXES
 from gateway.frontends.v1 import bp as v1_bp
 from gateway.neutral import GatewayError, new_request_id
 from gateway.runtime import Runtime
@@ -38,7 +39,6 @@ from gateway.serving import make_server
 
 log = logging.getLogger("relayhouse")
 MIGRATIONS = str(PROJECT_ROOT / "gateway" / "migrations")
-RELAY_PREFIXES = ("/v1/", "/dashboard/")
 
 
 @event.listens_for(Engine, "connect")
@@ -115,6 +115,8 @@ def _wire_requests(app: Flask) -> None:
     @app.after_request
     def add_request_id(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        if request.path.startswith(RELAY_PREFIXES):
+            response.headers.extend(CORS_HEADERS)
         return response
 
     def render(err: GatewayError) -> Response:

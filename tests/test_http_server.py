@@ -115,3 +115,25 @@ def test_request_ids_are_unique_and_in_time_order() -> None:
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 30 and i.startswith("req_") for i in ids)
     assert sorted(ids) == ids
+
+
+def test_browser_front_ends_may_call_the_api(gateway: Gateway, upstream: FakeUpstream) -> None:
+    model, _, key = gateway.setup_model(upstream)
+    for path in ("/v1/chat/completions", "/v1/models"):
+        preflight = (
+            f"OPTIONS {path} HTTP/1.1\r\nHost: x\r\nOrigin: https://chat.example\r\n"
+            "Access-Control-Request-Method: POST\r\n"
+            "Access-Control-Request-Headers: authorization, content-type, x-stainless-os\r\n\r\n"
+        ).encode()
+        [(status, headers, _)] = exchange(gateway, preflight)
+        assert status == 204 and headers["access-control-allow-origin"] == "*"
+        assert headers["access-control-allow-headers"] == "authorization, content-type, x-stainless-os"
+        assert "POST" in headers["access-control-allow-methods"]
+    auth = f"Authorization: Bearer {key['key']}\r\nOrigin: https://chat.example\r\n"
+    [(status, headers, _)] = exchange(gateway, chat_request(model, auth))
+    assert status == 200 and headers["access-control-allow-origin"] == "*"
+    assert "X-Request-Id" in headers["access-control-expose-headers"]
+    [(status, headers, _)] = exchange(gateway, f"GET /v1/models HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode())
+    assert status == 200 and headers["access-control-allow-origin"] == "*"
+    [(status, headers, _)] = exchange(gateway, b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 200 and "access-control-allow-origin" not in headers  # the console stays same-origin

@@ -35,6 +35,15 @@ ENDPOINTS = {
     "/v1/moderations": "moderations",
 }
 STATUS_LINES = {int(s): f"{int(s)} {s.phrase}" for s in HTTPStatus}
+PREFIXES = ("/v1/", "/dashboard/")  # what API keys reach; everything else is the console's
+# Browser front ends call the API from their own origin. The key travels in a header, never a cookie, so
+# any origin may call: as OpenAI's own API allows.
+CORS_HEADERS = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", "X-Request-Id")]
+PREFLIGHT_HEADERS = [
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS"),
+    ("Access-Control-Max-Age", "86400"),
+]
 
 
 class RelayRoutes:
@@ -45,9 +54,14 @@ class RelayRoutes:
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        endpoint = ENDPOINTS.get(environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        endpoint = ENDPOINTS.get(path)
         if endpoint is None:
+            if environ["REQUEST_METHOD"] == "OPTIONS" and path.startswith(PREFIXES):
+                return _preflight(environ, start_response)
             return self.app(environ, start_response)
+        if environ["REQUEST_METHOD"] == "OPTIONS":
+            return _preflight(environ, start_response)
         request_id = new_request_id()
         if environ["REQUEST_METHOD"] != "POST":
             err = GatewayError(
@@ -72,12 +86,21 @@ class RelayRoutes:
                 )
         headers = reply.headers
         headers.append(("X-Request-Id", request_id))
+        headers += CORS_HEADERS
         body = reply.body
         if isinstance(body, bytes):
             headers.append(("Content-Length", str(len(body))))
             body = [body]
         start_response(STATUS_LINES.get(reply.status) or f"{reply.status} Error", headers)
         return body
+
+
+def _preflight(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+    asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
+    allowed = asked if asked and "\r" not in asked and "\n" not in asked else "Authorization, Content-Type"
+    headers = [*PREFLIGHT_HEADERS, ("Access-Control-Allow-Headers", allowed), ("Content-Length", "0")]
+    start_response("204 No Content", headers)
+    return []
 
 
 def _inbound(environ: dict[str, Any]) -> relay.Inbound:
