@@ -26,7 +26,7 @@ from gateway.billing import current_month
 from gateway.domain.models import ApiKey, Channel, LedgerEntry, UsageLog, User, db
 
 log = logging.getLogger("relayhouse.writer")
-BATCH_ROWS = 250
+BATCH_ROWS = 1000
 
 
 @dataclass(slots=True)
@@ -124,30 +124,34 @@ class Writer:
         if self._greenlet is not None:
             self._greenlet.join(timeout=10)
             self._greenlet = None
-        self.flush()
+        while self._queue:
+            self.flush()
 
     def flush(self, threads: ThreadPool | None = None) -> int:
-        """Write everything queued, in transactions of at most BATCH_ROWS records.
+        """Write what is queued now, in transactions of at most BATCH_ROWS records. Records that arrive
+        meanwhile wait for the next flush, so a busy gateway writes a few large batches a second rather
+        than a stream of small ones.
 
         With `threads`, the database work runs on a native thread: the driver's C code and the disk's
         fsync release the GIL, so requests keep moving meanwhile. The in-memory bookkeeping
         (`on_committed`) stays on this greenlet. Without, the greenlet yields between transactions.
         """
+        pending, self._queue = self._queue, []
         written = 0
-        while self._queue:
-            batch, self._queue = self._queue[:BATCH_ROWS], self._queue[BATCH_ROWS:]
-            try:
+        try:
+            while pending:
+                batch = pending[:BATCH_ROWS]
                 if threads is None:
                     charged, balances, count = self._write_once(batch)
                 else:
                     charged, balances, count = threads.apply(self._write_once, (batch,))
-            except BaseException:
-                self._queue[:0] = batch
-                raise
-            self._on_committed(charged, balances)
-            written += count
-            if self._queue and threads is None:
-                gevent.sleep(0)
+                del pending[: len(batch)]
+                self._on_committed(charged, balances)
+                written += count
+                if pending and threads is None:
+                    gevent.sleep(0)
+        finally:
+            self._queue[:0] = pending  # what was not written goes back, ahead of newer records
         return written
 
     def _write_once(self, batch: list[Record]) -> tuple[dict[int, int], dict[int, int], int]:

@@ -238,6 +238,47 @@ def test_a_batch_written_twice_counts_once(tmp_path: Path) -> None:
     rt.stop()
 
 
+def test_a_failed_flush_keeps_every_record_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch the database refuses stays queued, with the ones after it, ahead of newer records; the
+    batches before it are committed once."""
+    from sqlalchemy.exc import StatementError
+
+    from app import create_app
+    from gateway import writer
+    from gateway.domain import accounts, ledger
+    from gateway.writer import Record
+
+    monkeypatch.setattr(writer, "BATCH_ROWS", 2)
+    app = create_app({"instance_dir": str(tmp_path), "database_url": f"sqlite:///{tmp_path / 'f.db'}"})
+    rt = app.extensions["relayhouse"]
+    with app.app_context():
+        user_id = accounts.create_user("flaky", "password123").id
+        ledger.post(user_id, "topup", 1000)
+    records = [
+        Record(f"req_flaky_{i}", user_id, None, None, "chat", "m", cost_micro_usd=i) for i in range(1, 6)
+    ]
+    records[2].prompt_tokens = object()  # type: ignore[assignment]  # the driver cannot bind it
+    for record in records:
+        rt.writer.record(record)
+    with pytest.raises(StatementError):  # the driver cannot bind the third record
+        rt.writer.flush()
+    assert [r.request_id for r in rt.writer._queue] == ["req_flaky_3", "req_flaky_4", "req_flaky_5"]
+    records[2].prompt_tokens = 3
+    rt.writer.record(Record("req_flaky_6", user_id, None, None, "chat", "m", cost_micro_usd=6))
+    assert rt.writer.flush() == 4
+    with app.app_context():
+        from gateway.domain.models import LedgerEntry, UsageLog, User, db
+
+        logged = db.session.scalars(db.select(UsageLog.request_id).order_by(UsageLog.id))
+        assert list(logged) == [f"req_flaky_{i}" for i in range(1, 7)]
+        charges = db.session.scalars(
+            db.select(LedgerEntry.amount_micro_usd).where(LedgerEntry.kind == "charge")
+        )
+        assert sorted(charges) == [-6, -5, -4, -3, -2, -1]
+        assert db.session.get(User, user_id).balance_micro_usd == 1000 - 21
+    rt.stop()
+
+
 def test_free_models_need_the_admins_consent(tmp_path: Path, upstream: FakeUpstream) -> None:
     gw = start_gateway(tmp_path, f"sqlite:///{tmp_path / 'free.db'}")
     try:
