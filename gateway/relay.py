@@ -53,6 +53,7 @@ STREAM_HEADERS = [
     ("X-Accel-Buffering", "no"),
 ]
 FREE = PriceInfo("")
+UNREADABLE = "unreadable_body"
 
 
 @dataclass(slots=True)
@@ -129,7 +130,10 @@ def handle(rt: Runtime, frontend: Frontend, endpoint: str, inbound: Inbound, req
         if (inbound.content_length or 0) > limit:
             raise _too_large(rt)
         key = authenticate(rt.catalog, inbound.headers, inbound.remote_addr)
-        raw = inbound.read(limit + 1)
+        try:
+            raw = inbound.read(limit + 1)
+        except OSError:  # the client hung up mid-body, or broke its chunked framing
+            raise GatewayError(400, "The request body could not be read.", code=UNREADABLE) from None
         if len(raw) > limit:  # a chunked body gives no length up front
             raise _too_large(rt)
         call = frontend.parse_request(endpoint, raw)
@@ -157,7 +161,10 @@ def handle(rt: Runtime, frontend: Frontend, endpoint: str, inbound: Inbound, req
                     attempts=0,
                 )
             )
-        return frontend.render_error(err)
+        reply = frontend.render_error(err)
+        if err.code == UNREADABLE:  # where this request ends is unknown: the next cannot be read
+            reply.headers.append(("Connection", "close"))
+        return reply
     ticket = Ticket(rt, frontend, request_id, started, key, call, price, multiplier, admission, hold)
     try:
         return _forward(ticket)

@@ -137,3 +137,19 @@ def test_browser_front_ends_may_call_the_api(gateway: Gateway, upstream: FakeUps
     assert status == 200 and headers["access-control-allow-origin"] == "*"
     [(status, headers, _)] = exchange(gateway, b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status == 200 and "access-control-allow-origin" not in headers  # the console stays same-origin
+
+
+def test_broken_chunked_body_is_400_and_ends_the_connection(gateway: Gateway, upstream: FakeUpstream) -> None:
+    model, user, key = gateway.setup_model(upstream)
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {key['key']}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    follow = chat_request(model, f"Authorization: Bearer {key['key']}\r\n")
+    answers = exchange(gateway, head.encode() + b"zz\r\n{}\r\n0\r\n\r\n" + follow, responses=2)
+    assert len(answers) == 1, answers  # the request after it was not read as one
+    status, headers, body = answers[0]
+    assert status == 400 and json.loads(body)["error"]["code"] == "unreadable_body"
+    assert headers["connection"] == "close"
+    row = gateway.wait_for_log(headers["x-request-id"])
+    assert row["status"] == 400 and row["cost_micro_usd"] == 0
