@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 import math
 import socket
 import ssl
@@ -32,6 +33,7 @@ from gevent import monkey
 
 from gateway.neutral import GatewayError
 
+log = logging.getLogger("relayhouse.upstream")
 CONNECT_TIMEOUT_S = 10.0
 MAX_IDLE_PER_ORIGIN = 512
 ADDRESS_TTL_S = 60.0
@@ -167,7 +169,10 @@ class Pools:
             for lease in [lease for lease in self._leases if lease.deadline <= now]:
                 lease.timed_out = True
                 lease.end()
-                lease.sock.close()  # the greenlet waiting on it wakes with an error
+                try:
+                    lease.sock.close()  # the greenlet waiting on it wakes with an error
+                except Exception:  # never let one socket stop the watch over the others
+                    log.exception("closing a timed-out upstream connection failed")
 
     def origin(self, scheme: str, host: str, port: int) -> Origin:
         ident = (scheme, host, port)
