@@ -11,8 +11,8 @@ gevent-websocket's upgrade, and changes four things on the hot path:
   asks the kernel for the socket's buffer size);
 - no access log line: every relayed request has its usage log row instead.
 
-TCP_NODELAY is set on every connection: with two writes per response, Nagle's algorithm and the client's
-delayed ACK would hold a keep-alive answer back some 40 ms.
+TCP_NODELAY is set on every connection, so that each streamed event leaves at once instead of waiting on
+Nagle's algorithm and the client's delayed ACK (some 40 ms).
 """
 
 from __future__ import annotations
