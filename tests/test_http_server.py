@@ -108,6 +108,16 @@ def test_wrong_method_on_a_relay_route(gateway: Gateway) -> None:
     assert status == 405 and headers["allow"] == "POST"
     assert json.loads(body)["error"]["code"] == "method_not_allowed"
     assert headers["x-request-id"].startswith("req_")
+    parts = urlsplit(gateway.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=2) as sock:
+        sock.sendall(
+            b"HEAD /v1/embeddings HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/embeddings HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        received = b""
+        while received.count(b"HTTP/1.1 405") < 2 or not received.endswith(b"}"):
+            received += sock.recv(65536)
+    first_head, rest = received.split(b"\r\n\r\n", 1)
+    assert b"content-length" in first_head.lower() and rest.startswith(b"HTTP/1.1 405")  # HEAD: no body
 
 
 def test_request_ids_are_unique_and_in_time_order() -> None:

@@ -90,7 +90,7 @@ class RelayRoutes:
         body = reply.body
         if isinstance(body, bytes):
             headers.append(("Content-Length", str(len(body))))
-            body = [body]
+            body = [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
         start_response(STATUS_LINES.get(reply.status) or f"{reply.status} Error", headers)
         return body
 
