@@ -34,6 +34,11 @@ def current_month() -> str:
     return _month[0]
 
 
+def seconds_to_next_month() -> int:
+    current_month()
+    return max(1, int(_month[1] - time.time()))
+
+
 @dataclass(slots=True)
 class Hold:
     user_id: int

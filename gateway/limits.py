@@ -7,7 +7,6 @@ Concurrency counts requests in flight in this process.
 
 from __future__ import annotations
 
-import calendar
 import math
 import time
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from gateway.billing import LocalWallets
+from gateway.billing import LocalWallets, seconds_to_next_month
 from gateway.domain.keys import KeyInfo
 from gateway.neutral import GatewayError
 
@@ -53,7 +52,7 @@ class Limiter:
                 "This API key has used its monthly token allowance.",
                 "tokens",
                 "token_cap_reached",
-                retry_after=_seconds_to_next_month(),
+                retry_after=seconds_to_next_month(),
             )
         if key.tokens_per_minute is not None:
             item = RateLimitItemPerMinute(key.tokens_per_minute)
@@ -102,9 +101,3 @@ class Limiter:
                     remaining = self._limiter.get_window_stats(item, "tpm", key.counter_id).remaining
                     if remaining > 0:
                         self._limiter.hit(item, "tpm", key.counter_id, cost=remaining)
-
-
-def _seconds_to_next_month() -> int:
-    now = time.gmtime()
-    year, month = (now.tm_year + 1, 1) if now.tm_mon == 12 else (now.tm_year, now.tm_mon + 1)
-    return max(1, calendar.timegm((year, month, 1, 0, 0, 0, 0, 0, 0)) - calendar.timegm(now))

@@ -40,6 +40,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def oversized_chat(model: str) -> bytes:
+    """A chat request body larger than the default MAX_BODY_MB (32)."""
+    return (
+        b'{"model":"'
+        + model.encode()
+        + b'","messages":[{"role":"user","content":"'
+        + b"a" * (33 << 20)
+        + b'"}]}'
+    )
+
+
 @dataclass
 class Reply:
     status: int

@@ -11,7 +11,7 @@ import time
 import openai
 import pytest
 
-from tests.conftest import Gateway, http
+from tests.conftest import Gateway, http, oversized_chat
 from tests.fake_upstream import FakeUpstream
 
 HI = [{"role": "user", "content": "hi"}]
@@ -157,13 +157,7 @@ def test_disabled_user_is_403(gateway: Gateway, upstream: FakeUpstream) -> None:
 
 def test_body_too_large_is_413(gateway: Gateway, upstream: FakeUpstream) -> None:
     model, _, key = gateway.setup_model(upstream)
-    big = (
-        b'{"model":"'
-        + model.encode()
-        + b'","messages":[{"role":"user","content":"'
-        + b"a" * (33 << 20)
-        + b'"}]}'
-    )
+    big = oversized_chat(model)
     reply = http(
         "POST",
         gateway.v1 + "/chat/completions",

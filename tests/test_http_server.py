@@ -8,7 +8,7 @@ import socket
 from urllib.parse import urlsplit
 
 from gateway.neutral import new_request_id
-from tests.conftest import Gateway
+from tests.conftest import Gateway, oversized_chat
 from tests.fake_upstream import FakeUpstream
 
 
@@ -89,13 +89,7 @@ def test_chunked_request_body(gateway: Gateway, upstream: FakeUpstream) -> None:
     auth = f"Authorization: Bearer {key['key']}\r\n"
     [(status, _, body)] = exchange(gateway, chat_request(model, auth, chunked=True))
     assert status == 200, body
-    big = (
-        b'{"model":"'
-        + model.encode()
-        + b'","messages":[{"role":"user","content":"'
-        + b"a" * (33 << 20)
-        + b'"}]}'
-    )
+    big = oversized_chat(model)
     [(status, headers, body)] = exchange(gateway, chat_request(model, auth, big, chunked=True))
     error = json.loads(body)["error"]
     assert status == 413 and error["code"] == "request_too_large", body

@@ -55,13 +55,11 @@ class RelayRoutes:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if environ["REQUEST_METHOD"] == "OPTIONS" and path.startswith(PREFIXES):
+            return _preflight(environ, start_response)
         endpoint = ENDPOINTS.get(path)
         if endpoint is None:
-            if environ["REQUEST_METHOD"] == "OPTIONS" and path.startswith(PREFIXES):
-                return _preflight(environ, start_response)
             return self.app(environ, start_response)
-        if environ["REQUEST_METHOD"] == "OPTIONS":
-            return _preflight(environ, start_response)
         request_id = new_request_id()
         if environ["REQUEST_METHOD"] != "POST":
             err = GatewayError(
