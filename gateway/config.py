@@ -33,6 +33,22 @@ class Settings:
     allow_free_models: bool = False
     default_output_reserve_tokens: int = 1024
     testing: bool = False
+    # channel health: a channel is disabled when, within `health_window_s`, at least
+    # `auto_disable_after` requests failed and they were at least `auto_disable_rate` of its requests
+    auto_disable_rate: float = 0.5
+    health_window_s: float = 60.0
+    # the HTTP layer: slow or idle clients are dropped, and connections beyond the cap refused
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 75.0
+    max_connections: int = 10000
+    access_log: str = "text"  # off, text or json
+    # sign-in: access tokens expire; X-Forwarded-Proto is believed only from these proxies
+    token_ttl_days: float = 30.0
+    trusted_proxies: tuple[str, ...] = ()
+    # several processes: the Fernet key of upstream keys may come from the environment
+    channel_key: str = ""
+    workers: int = 1
 
     @property
     def max_body_bytes(self) -> int:
@@ -46,11 +62,28 @@ def _env_bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
+    value = value.strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """`postgres://` and `postgresql://` (as hosting providers hand them out) mean psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 def settings_from_env(env: dict[str, str] | None = None) -> Settings:
     """Read the environment; unset variables keep the defaults above."""
     env = dict(os.environ if env is None else env)
     instance_dir = env.get("INSTANCE_DIR") or str(PROJECT_ROOT / "instance")
-    database_url = env.get("DATABASE_URL") or f"sqlite:///{Path(instance_dir) / 'relayhouse.db'}"
+    database_url = normalize_database_url(
+        env.get("DATABASE_URL") or f"sqlite:///{Path(instance_dir) / 'relayhouse.db'}"
+    )
     return Settings(
         host=env.get("HOST", "0.0.0.0"),
         port=int(env.get("PORT", "3000")),
@@ -63,7 +96,18 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         retry_attempts=max(1, int(env.get("RETRY_ATTEMPTS", "3"))),
         flush_interval_s=max(0.0, float(env.get("FLUSH_INTERVAL", "1"))),
         max_body_mb=max(1, int(env.get("MAX_BODY_MB", "32"))),
-        auto_disable_after=max(1, int(env.get("AUTO_DISABLE_AFTER", "5"))),
+        auto_disable_after=max(1, int(env.get("AUTO_DISABLE_AFTER", "10"))),
+        auto_disable_rate=min(1.0, max(0.0, float(env.get("AUTO_DISABLE_RATE", "0.5")))),
+        health_window_s=max(1.0, float(env.get("HEALTH_WINDOW", "60"))),
+        header_timeout_s=max(0.1, float(env.get("HEADER_TIMEOUT", "10"))),
+        body_timeout_s=max(0.1, float(env.get("BODY_TIMEOUT", "30"))),
+        keepalive_timeout_s=max(0.1, float(env.get("KEEPALIVE_TIMEOUT", "75"))),
+        max_connections=max(1, int(env.get("MAX_CONNECTIONS", "10000"))),
+        access_log=_choice(env.get("ACCESS_LOG", "text"), ("off", "text", "json"), "ACCESS_LOG"),
+        token_ttl_days=max(0.001, float(env.get("TOKEN_TTL_DAYS", "30"))),
+        trusted_proxies=tuple(p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip()),
+        channel_key=env.get("CHANNEL_KEY", ""),
+        workers=max(1, int(env.get("WORKERS", "1"))),
         probe_interval_s=max(1.0, float(env.get("PROBE_INTERVAL", "60"))),
         default_timeout_s=max(1.0, float(env.get("UPSTREAM_TIMEOUT", "300"))),
         allow_free_models=_env_bool(env.get("ALLOW_FREE_MODELS", "0")),

@@ -34,6 +34,7 @@ class User(db.Model):
     group: Mapped[str] = mapped_column("group_name", String(64), default="default")
     status: Mapped[str] = mapped_column(String(16), default="active")  # active, disabled
     access_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    access_token_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     # console sessions carry the epoch they began in; raising it (logout, new password) ends them all
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     balance_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -165,3 +166,14 @@ class UsageLog(db.Model):
     status: Mapped[int] = mapped_column(Integer, default=200)
     error: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class DeadLetter(db.Model):
+    """A usage record the database refused even after repair: kept whole, with the error, for an admin."""
+
+    __tablename__ = "dead_letters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[str] = mapped_column(Text)  # the record as JSON
+    error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
