@@ -4,29 +4,49 @@ Every `FLUSH_INTERVAL` seconds it drains the queue and writes, in one transactio
 BATCH_ROWS records: the log rows, one ledger entry per charged row, the wallet balances, each key's
 spend and monthly tokens, and channel counters. The database work runs on a native thread, so that the
 driver's I/O never stalls the requests in flight. Each ledger entry commits with its log row, so money and
-logs cannot drift: a crash loses at most one interval and never counts twice (`request_id` is unique in
-both tables). With `FLUSH_INTERVAL=0` the request writes through itself.
+logs cannot drift, and nothing counts twice (`request_id` is unique in both tables). With
+`FLUSH_INTERVAL=0` the request writes through itself.
+
+One record the database refuses must not stop the writer for everyone: a refused batch is split in
+halves until the record is found; it is repaired (strings cut to their columns) and tried once more, and
+if the database still refuses it, it is set aside in `dead_letters` with neither log row nor charge.
+An outage (lost connection, locked database) is no record's fault: the batch stays queued, in order.
+
+Records queued but not yet committed are also in the journal (`gateway.journal`), so a killed process
+loses none of them: the next start replays them (`replay`), idempotently by request id.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import gevent
+import orjson
 from gevent.event import Event
 from gevent.threadpool import ThreadPool
-from sqlalchemy import Table, bindparam, case, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import String, Table, bindparam, case, select, update
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gateway.billing import current_month
-from gateway.domain.models import ApiKey, Channel, LedgerEntry, UsageLog, User, db
+from gateway.domain.models import ApiKey, Channel, DeadLetter, LedgerEntry, UsageLog, User, db
+from gateway.journal import Journal, read_lines
 
 log = logging.getLogger("relayhouse.writer")
 BATCH_ROWS = 1000
+OnCommitted = Callable[[dict[int, int], dict[int, int], dict[int, int]], None]
 
 
 @dataclass(slots=True)
@@ -59,7 +79,20 @@ class Record:
     def row(self) -> tuple:
         return tuple(getattr(self, name) for name in LOG_COLUMNS)
 
+    def to_json(self) -> bytes:
+        """The record as one JSON object (journal lines, dead letters). A value JSON cannot hold is
+        written as its text rather than failing the request that produced it."""
+        return orjson.dumps(self, default=str)
 
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Record:
+        fields = orjson.loads(data)
+        fields["created_at"] = dt.datetime.fromisoformat(fields["created_at"])
+        fields["failed_channels"] = [tuple(pair) for pair in fields.get("failed_channels") or ()]
+        return cls(**{name: value for name, value in fields.items() if name in RECORD_FIELDS})
+
+
+RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(Record))
 LOG_COLUMNS = (
     "request_id",
     "created_at",
@@ -83,16 +116,53 @@ LOG_COLUMNS = (
 )
 
 
+def _string_limits() -> dict[str, int]:
+    """The longest value each record field may hold, from the columns it lands in (log row and ledger)."""
+    limits: dict[str, int] = {}
+    for table in (UsageLog.__table__, LedgerEntry.__table__):
+        for column in table.c:
+            length = column.type.length if isinstance(column.type, String) else None
+            if length and column.name in RECORD_FIELDS:
+                limits[column.name] = min(length, limits.get(column.name, length))
+    return limits
+
+
+STRING_LIMITS = _string_limits()
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What writing some records did, per user: charges newly committed, charges found already committed
+    (a retried batch whose first commit landed), charges set aside unwritten, and balances after."""
+
+    written: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    landed: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    dropped: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    balances: dict[int, int] = field(default_factory=dict)
+    count: int = 0  # records newly written
+
+    def charged(self) -> dict[int, int]:
+        total = dict(self.written)
+        for user_id, amount in self.landed.items():
+            total[user_id] = total.get(user_id, 0) + amount
+        return total
+
+
 class Writer:
     def __init__(
         self,
         app_context: Callable,
         interval_s: float,
-        on_committed: Callable[[dict[int, int], dict[int, int]], None] = lambda charged, balances: None,
+        on_committed: OnCommitted = lambda charged, balances, dropped: None,
+        journal: Journal | None = None,
     ) -> None:
         self._app_context = app_context
         self.interval_s = interval_s
-        self._on_committed = on_committed  # (charged per user, their balances after the commit)
+        # (charged per user, their balances after the commit, charges per user set aside unwritten)
+        self._on_committed = on_committed
+        self._journal = journal if interval_s > 0 else None  # write-through has nothing to lose
+        self._journaling = False  # set once `replay` has taken a journal slot
+        self._journal_broken = False
         self._queue: list[Record] = []
         self._wake = Event()
         self._stopping = False
@@ -106,6 +176,52 @@ class Writer:
         self._queue.append(record)
         if self.interval_s <= 0:
             self.flush()
+        elif self._journaling:
+            self._journal_line(record)
+
+    def _journal_line(self, record: Record) -> None:
+        try:
+            self._journal.append(record.to_json() + b"\n")  # type: ignore[union-attr]  # set with _journaling
+            self._journal_broken = False
+        except OSError:  # a full disk must not fail the request: it is answered, and still queued
+            if not self._journal_broken:
+                log.exception("journal write failed; records are kept in memory only until it works")
+            self._journal_broken = True
+
+    def replay(self) -> dict[int, int]:
+        """Write the records dead processes left in the journal, before this process serves anything.
+
+        Records already committed are recognised by their request id and not written again. Returns the
+        charges per user newly written here; the wallets are not told (`on_committed`), since they have
+        not read any balance yet and will read these charges with it.
+        """
+        if self._journal is None:
+            return {}
+        segments = self._journal.open()
+        self._journaling = True
+        records: dict[str, Record] = {}
+        unreadable = 0
+        for line in read_lines(segments):
+            try:
+                record = Record.from_json(line)
+            except (ValueError, TypeError, KeyError):
+                unreadable += 1
+                continue
+            records.setdefault(record.request_id, record)
+        if unreadable:
+            log.error("journal: %d unreadable lines skipped", unreadable)
+        pending = list(records.values())
+        written: dict[int, int] = defaultdict(int)
+        count = 0
+        for start in range(0, len(pending), BATCH_ROWS):
+            outcome = self._write_once(pending[start : start + BATCH_ROWS])
+            count += outcome.count
+            for user_id, amount in outcome.written.items():
+                written[user_id] += amount
+        self._journal.replayed(segments)
+        if pending:
+            log.info("journal: replayed %d records, %d of them not yet written", len(pending), count)
+        return dict(written)
 
     def _run(self) -> None:
         threads = gevent.get_hub().threadpool
@@ -126,6 +242,9 @@ class Writer:
             self._greenlet = None
         while self._queue:
             self.flush()
+        if self._journaling and self._journal is not None:
+            self._journaling = False
+            self._journal.close()
 
     def flush(self, threads: ThreadPool | None = None) -> int:
         """Write what is queued now, in transactions of at most BATCH_ROWS records. Records that arrive
@@ -135,43 +254,153 @@ class Writer:
         With `threads`, the database work runs on a native thread: the driver's C code and the disk's
         fsync release the GIL, so requests keep moving meanwhile. The in-memory bookkeeping
         (`on_committed`) stays on this greenlet. Without, the greenlet yields between transactions.
+        The journal segments that hold these records are deleted only once every one is written.
         """
         pending, self._queue = self._queue, []
+        journal = self._journal if self._journaling else None
+        if journal is not None:
+            journal.rotate()
+        sync = journal is not None
         written = 0
         try:
             while pending:
                 batch = pending[:BATCH_ROWS]
                 if threads is None:
-                    charged, balances, count = self._write_once(batch)
+                    outcome = self._write_once(batch, sync)
                 else:
-                    charged, balances, count = threads.apply(self._write_once, (batch,))
+                    outcome = threads.apply(self._write_once, (batch, sync))
+                sync = False
                 del pending[: len(batch)]
-                self._on_committed(charged, balances)
-                written += count
+                self._on_committed(outcome.charged(), outcome.balances, dict(outcome.dropped))
+                written += outcome.count
                 if pending and threads is None:
                     gevent.sleep(0)
         finally:
             self._queue[:0] = pending  # what was not written goes back, ahead of newer records
+        if journal is not None:
+            journal.committed()
         return written
 
-    def _write_once(self, batch: list[Record]) -> tuple[dict[int, int], dict[int, int], int]:
+    def _write_once(self, batch: list[Record], sync: bool = False) -> Outcome:
+        if sync and self._journal is not None:
+            self._journal.sync()  # once per flush, here on the native thread
+        outcome = Outcome()
         with self._app_context():
+            self._write_or_split(batch, outcome)
+        return outcome
+
+    def _write_or_split(self, batch: list[Record], outcome: Outcome) -> None:
+        """Commit the batch; if the database refuses it, find the refused record by halving."""
+        try:
+            _commit(batch, outcome)
+            return
+        except Exception as err:
+            db.session.rollback()
+            if _outage(err):
+                raise
+            refusal = err
+        if len(batch) > 1:
+            middle = len(batch) // 2
+            self._write_or_split(batch[:middle], outcome)
+            self._write_or_split(batch[middle:], outcome)
+            return
+        record = batch[0]
+        fixed = repaired(record)
+        if fixed is not None:
             try:
-                charged, balances = write_batch(batch)
-            except IntegrityError:
-                # a commit whose answer was lost may have landed: write only the rows not yet there, and
-                # count the landed ones as committed
+                _commit([fixed], outcome)
+                log.warning("record %s: values cut to their columns to be written", fixed.request_id)
+                return
+            except Exception as err:
                 db.session.rollback()
-                ids = [r.request_id for r in batch]
-                done = set(
-                    db.session.scalars(select(UsageLog.request_id).where(UsageLog.request_id.in_(ids)))
-                )
-                landed = [r for r in batch if r.request_id in done]
-                batch = [r for r in batch if r.request_id not in done]
-                charged, balances = write_batch(batch) if batch else ({}, {})
-                for user_id, amount in _charges_per_user(landed).items():
-                    charged[user_id] = charged.get(user_id, 0) + amount
-        return charged, balances, len(batch)
+                if _outage(err):
+                    raise
+                refusal = err
+        _check_tables()  # a refusal every record would get (a broken schema) sets nothing aside
+        _set_aside(record, refusal, outcome)
+
+
+def _commit(batch: list[Record], outcome: Outcome) -> None:
+    """One transaction. A commit whose answer was lost may have landed: on a duplicate request id, write
+    only the rows not yet there, and count the landed ones as committed."""
+    try:
+        charged, balances = write_batch(batch)
+        landed: list[Record] = []
+    except IntegrityError:
+        db.session.rollback()
+        ids = [r.request_id for r in batch]
+        done = set(db.session.scalars(select(UsageLog.request_id).where(UsageLog.request_id.in_(ids))))
+        if not done:
+            raise  # no retried commit: a record the database refuses
+        landed = [r for r in batch if r.request_id in done]
+        batch = [r for r in batch if r.request_id not in done]
+        charged, balances = write_batch(batch) if batch else ({}, {})
+    for user_id, amount in charged.items():
+        outcome.written[user_id] += amount
+    for user_id, amount in _charges_per_user(landed).items():
+        outcome.landed[user_id] += amount
+    outcome.balances.update(balances)
+    outcome.count += len(batch)
+
+
+def _outage(err: Exception) -> bool:
+    """The database is unreachable or busy, rather than refusing a record: keep the batch and retry."""
+    if isinstance(err, DBAPIError) and err.connection_invalidated:
+        return True
+    return isinstance(err, OperationalError | InterfaceError | DisconnectionError | PoolTimeout)
+
+
+def repaired(record: Record) -> Record | None:
+    """The record with every string cut to its column's length and without NUL characters (which
+    PostgreSQL text cannot hold); None when nothing needed it."""
+    changes: dict[str, Any] = {}
+    for name in RECORD_FIELDS:
+        value = getattr(record, name)
+        if isinstance(value, str):
+            fixed = value.replace("\x00", "")[: STRING_LIMITS.get(name)]
+            if fixed != value:
+                changes[name] = fixed
+    failed = [
+        (cid, e.replace("\x00", "")) if isinstance(e, str) else (cid, e) for cid, e in record.failed_channels
+    ]
+    if failed != record.failed_channels:
+        changes["failed_channels"] = failed
+    return dataclasses.replace(record, **changes) if changes else None
+
+
+def _check_tables() -> None:
+    """Read nothing from every table the writer writes to: raises if the database refuses them all."""
+    for table in (UsageLog, LedgerEntry, User, ApiKey, Channel, DeadLetter):
+        db.session.execute(select(table.__table__).limit(0)).all()
+    db.session.rollback()
+
+
+def _refusal_message(err: Exception) -> str:
+    """The database's own words, without the statement or its parameters (which SQLAlchemy adds)."""
+    cause = getattr(err, "orig", None) or err
+    text = f"{type(cause).__name__}: {cause}".replace("\x00", "")
+    return text[:2000]
+
+
+def _set_aside(record: Record, err: Exception, outcome: Outcome) -> None:
+    """Keep a record the database refuses in `dead_letters` for an admin; it writes no log row and no
+    charge, so money and logs still agree, and its charge leaves the wallets' pending amounts."""
+    message = _refusal_message(err)
+    request_id = record.request_id[: DeadLetter.__table__.c.request_id.type.length]
+    payload = record.to_json().decode()
+    try:
+        seen = db.session.scalar(select(DeadLetter.id).where(DeadLetter.request_id == request_id).limit(1))
+        if seen is None:  # a flush retried after an outage meets it again
+            db.session.add(DeadLetter(request_id=request_id, payload=payload, error=message))
+            db.session.commit()
+    except Exception as dead:
+        db.session.rollback()
+        if _outage(dead):
+            raise
+        log.error("record %s could not be set aside either (%s); it was: %s", request_id, dead, payload)
+    log.error("record %s refused by the database and set aside in dead_letters: %s", request_id, message)
+    if record.user_id is not None and record.cost_micro_usd:
+        outcome.dropped[record.user_id] += record.cost_micro_usd
 
 
 def _charges_per_user(batch: list[Record]) -> dict[int, int]:

@@ -10,9 +10,13 @@ from typing import Any
 
 import orjson
 
+from gateway.domain.models import UsageLog
 from gateway.neutral import Call, GatewayError, Reply, bad_request
 
 DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
+# the model is logged with every request: a longer name than its column holds is refused here, by name,
+# rather than by the database later
+MODEL_MAX_CHARS: int = UsageLog.__table__.c.model.type.length
 
 
 def render_error(err: GatewayError) -> Reply:
@@ -44,6 +48,8 @@ def parse_request(endpoint: str, raw: bytes) -> Call:
         model = DEFAULT_MODERATION_MODEL
     if not isinstance(model, str) or not model:
         raise bad_request("you must provide a model parameter", "model")
+    if len(model) > MODEL_MAX_CHARS:
+        raise bad_request(f"'model' must be at most {MODEL_MAX_CHARS} characters long.", "model")
     required = {"chat": "messages", "completions": "prompt", "embeddings": "input", "moderations": "input"}[
         endpoint
     ]
