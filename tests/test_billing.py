@@ -238,11 +238,11 @@ def test_a_batch_written_twice_counts_once(tmp_path: Path) -> None:
     rt.stop()
 
 
-def test_a_failed_flush_keeps_every_record_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A batch the database refuses stays queued, with the ones after it, ahead of newer records; the
-    batches before it are committed once."""
-    from sqlalchemy.exc import StatementError
-
+def test_a_record_the_driver_cannot_bind_is_set_aside_and_the_rest_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record the database refuses is set aside in dead_letters, without log row or charge; the batches
+    before and after it are committed once. (An outage keeps everything queued: test_writer_faults.)"""
     from app import create_app
     from gateway import writer
     from gateway.domain import accounts, ledger
@@ -260,22 +260,20 @@ def test_a_failed_flush_keeps_every_record_in_order(tmp_path: Path, monkeypatch:
     records[2].prompt_tokens = object()  # type: ignore[assignment]  # the driver cannot bind it
     for record in records:
         rt.writer.record(record)
-    with pytest.raises(StatementError):  # the driver cannot bind the third record
-        rt.writer.flush()
-    assert [r.request_id for r in rt.writer._queue] == ["req_flaky_3", "req_flaky_4", "req_flaky_5"]
-    records[2].prompt_tokens = 3
-    rt.writer.record(Record("req_flaky_6", user_id, None, None, "chat", "m", cost_micro_usd=6))
     assert rt.writer.flush() == 4
+    assert rt.writer._queue == []
     with app.app_context():
-        from gateway.domain.models import LedgerEntry, UsageLog, User, db
+        from gateway.domain.models import DeadLetter, LedgerEntry, UsageLog, User, db
 
         logged = db.session.scalars(db.select(UsageLog.request_id).order_by(UsageLog.id))
-        assert list(logged) == [f"req_flaky_{i}" for i in range(1, 7)]
+        assert list(logged) == [f"req_flaky_{i}" for i in (1, 2, 4, 5)]
         charges = db.session.scalars(
             db.select(LedgerEntry.amount_micro_usd).where(LedgerEntry.kind == "charge")
         )
-        assert sorted(charges) == [-6, -5, -4, -3, -2, -1]
-        assert db.session.get(User, user_id).balance_micro_usd == 1000 - 21
+        assert sorted(charges) == [-5, -4, -2, -1]
+        assert db.session.get(User, user_id).balance_micro_usd == 1000 - 12
+        dead = db.session.scalars(db.select(DeadLetter.request_id)).all()
+        assert dead == ["req_flaky_3"]
     rt.stop()
 
 
