@@ -52,7 +52,7 @@ class ChannelInfo:
 @dataclass(slots=True)
 class Snapshot:
     channels: dict[int, ChannelInfo] = field(default_factory=dict)
-    # (group, model) -> tiers of enabled channels, highest priority first
+    # (group, model) -> tiers of enabled and half-open channels, highest priority first
     routes: dict[tuple[str, str], list[list[ChannelInfo]]] = field(default_factory=dict)
     # (group, model) pairs served by some channel in any state: known models, for 404 versus 503
     known: set[tuple[str, str]] = field(default_factory=set)
@@ -114,7 +114,7 @@ class Catalog:
             for group in info.groups:
                 for model in info.models:
                     snap.known.add((group, model))
-                    if info.status == "enabled":
+                    if info.status in ("enabled", "half_open"):
                         flat.setdefault((group, model), []).append(info)
         for route, infos in flat.items():
             priorities = sorted({info.priority for info in infos}, reverse=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,13 +31,36 @@ class GatewayError(Exception):
         return f"{self.status} {self.code or self.type}: {self.message}"
 
 
+REDACTED = "[redacted]"
+# A masked key as upstreams print it: a prefix of the key, a run of mask characters, its last four
+# (OpenAI: `sk-abc1****************wxyz`, `sk-proj-...wxyz`).
+_MASKED = r"([A-Za-z0-9_-]*)(?:[*\u2022\u2026]+|\.{2,})"
+MIN_MASKED_KEY_LEN = 8  # shorter keys (a vLLM "EMPTY") are no secret and their last four too common
+
+
+def redact_secret(text: str, secret: str) -> str:
+    """`text` with every form of `secret` it quotes replaced: exact, in any letter case, and masked."""
+    if not secret or not text:
+        return text
+    if len(secret) < MIN_MASKED_KEY_LEN:
+        return text.replace(secret, REDACTED)
+    text = re.sub(re.escape(secret), REDACTED, text, flags=re.IGNORECASE)
+    head = secret.lower()
+
+    def masked(match: re.Match[str]) -> str:
+        prefix = match.group(1).lower()
+        return REDACTED if head.startswith(prefix) else match.group(0)
+
+    return re.sub(_MASKED + re.escape(secret[-4:]), masked, text, flags=re.IGNORECASE)
+
+
 def redacted(err: GatewayError, secret: str) -> GatewayError:
-    """Upstream messages may quote the key they were sent: never pass that on. A rejected key's message is
-    replaced whole (OpenAI's quotes a masked form of the key)."""
+    """Upstream messages may quote the key they were sent, whole or masked, in any case: never pass that
+    on. A rejected key's message is replaced whole (OpenAI's quotes a masked form of the key)."""
     if err.disables_key:
         err.message = f"The upstream rejected its key ({err.upstream_status})."
-    elif secret and secret in err.message:
-        err.message = err.message.replace(secret, "[redacted]")
+    else:
+        err.message = redact_secret(err.message, secret)
     return err
 
 

@@ -1,7 +1,12 @@
 """Channel tests and the background probe that brings auto-disabled channels and set-aside keys back.
 
-A test is one tiny non-streaming chat completion (`max_tokens: 1`) with the channel's `test_model`, or
-its first model, sent through the channel's own adaptor.
+A test is one tiny non-streaming request with the channel's `test_model`, or its first model, sent
+through the channel's own adaptor to the endpoint that model serves (`probe_call`): a chat-only test
+would fail an embeddings-only channel, or an o-series model that refuses `max_tokens`, for ever.
+
+An auto-disabled channel that answers goes `half_open` (see `gateway.routing`); the probe keeps testing
+half-open channels too, so one that gets no traffic still earns its way back to `enabled`. Every status
+change goes through the router, which hands it to the runtime's `set_status`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import orjson
 
 from gateway import adaptors, upstream
 from gateway.catalog import ChannelInfo, UpstreamKey
-from gateway.domain import channels as channel_store
 from gateway.neutral import Call, GatewayError, redacted
 
 if TYPE_CHECKING:
@@ -23,11 +27,43 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("relayhouse.probe")
 PROBE_TIMEOUT_S = 30.0
+PING = "ping"
+# OpenAI's reasoning models refuse `max_tokens` ("unsupported_parameter": use `max_completion_tokens`),
+# and spend part of the allowance on reasoning, so they get a few tokens more than one.
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+REASONING_MAX_TOKENS = 16
+COMPLETIONS_MARKERS = ("-instruct", "davinci", "babbage")
 
 
-def _try(rt: Runtime, channel: ChannelInfo, key: UpstreamKey, model: str) -> dict[str, Any]:
-    body = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
-    call = Call("chat", model, body, orjson.dumps(body))
+def probe_call(channel: ChannelInfo, model: str) -> Call:
+    """The cheapest request `model` answers, judged by its public and its upstream name."""
+    names = {model.lower(), channel.upstream_model(model).lower()}
+    body: dict[str, Any]
+    if any("embedding" in n for n in names) or (
+        channel.models and all("embedding" in m.lower() for m in channel.models)
+    ):
+        endpoint, body = "embeddings", {"model": model, "input": PING}
+    elif any("moderation" in n for n in names):
+        endpoint, body = "moderations", {"model": model, "input": PING}
+    elif any(marker in n for n in names for marker in COMPLETIONS_MARKERS):
+        endpoint, body = "completions", {"model": model, "prompt": PING, "max_tokens": 1}
+    elif any(n.startswith(REASONING_PREFIXES) for n in names):
+        endpoint = "chat"
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": PING}],
+            "max_completion_tokens": REASONING_MAX_TOKENS,
+        }
+    else:
+        endpoint = "chat"
+        body = {"model": model, "messages": [{"role": "user", "content": PING}], "max_tokens": 1}
+    return Call(endpoint, model, body, orjson.dumps(body))
+
+
+def _try(
+    rt: Runtime, channel: ChannelInfo, key: UpstreamKey, model: str
+) -> tuple[dict[str, Any], GatewayError | None]:
+    call = probe_call(channel, model)
     adaptor = adaptors.get(channel.type)
     started = time.perf_counter()
     try:
@@ -41,28 +77,40 @@ def _try(rt: Runtime, channel: ChannelInfo, key: UpstreamKey, model: str) -> dic
             raise adaptor.map_error(response.status_code, payload, response.headers)
         adaptor.parse_response(call, payload)
     except GatewayError as err:
-        return {
+        err = redacted(err, key.secret)
+        result = {
             "ok": False,
             "status": err.upstream_status or err.status,
-            "error": redacted(err, key.secret).message,
+            "error": err.message,
             "latency_ms": int((time.perf_counter() - started) * 1000),
             "model": model,
         }
-    return {
+        return result, err
+    result = {
         "ok": True,
         "status": response.status_code,
         "error": None,
         "latency_ms": int((time.perf_counter() - started) * 1000),
         "model": model,
     }
+    return result, None
 
 
 def _model(channel: ChannelInfo, model: str | None) -> str:
     return model or channel.test_model or (sorted(channel.models)[0] if channel.models else "gpt-4o-mini")
 
 
+def _judge(rt: Runtime, channel: ChannelInfo, key: UpstreamKey, error: GatewayError | None) -> None:
+    """Tell the router what a test of a channel under trial found."""
+    if error is None:
+        rt.router.revived(channel)
+    elif channel.status == "half_open" and error.retryable:
+        rt.router.failed(channel, key, error)
+
+
 def test_channel(rt: Runtime, channel_id: int, model: str | None = None) -> dict[str, Any]:
-    """Test a channel now (the admin's button); a success brings an auto-disabled channel back."""
+    """Test a channel now (the admin's button); a success sets a rejected key back to work and lets an
+    auto-disabled channel take traffic again (half-open)."""
     channel = rt.catalog.snapshot.channels.get(channel_id)
     if channel is None:
         return {"ok": False, "status": None, "error": "no such channel", "latency_ms": 0, "model": model}
@@ -75,36 +123,35 @@ def test_channel(rt: Runtime, channel_id: int, model: str | None = None) -> dict
             "latency_ms": 0,
             "model": model,
         }
-    result = _try(rt, channel, keys[0], _model(channel, model))
-    if result["ok"]:
-        if not channel.keys:
-            channel_store.set_key_status(keys[0].id, "active", "")
-        if channel.status == "auto_disabled":
-            channel_store.set_status(channel.id, "enabled", "")
-        rt.catalog.reload()
+    result, error = _try(rt, channel, keys[0], _model(channel, model))
+    if error is None and not channel.keys:
+        rt.router.key_revived(keys[0])
+    if channel.status in ("auto_disabled", "half_open"):
+        _judge(rt, channel, keys[0], error)
     return result
 
 
 def probe_once(rt: Runtime) -> int:
-    """Test every auto-disabled channel and set-aside key once; return how many came back."""
-    revived = 0
+    """Test every auto-disabled or half-open channel and every set-aside key once; return how many
+    answered."""
+    answered = 0
     with rt.app.app_context():
         for channel in list(rt.catalog.snapshot.channels.values()):
             if channel.status == "disabled":
                 continue
             for key in channel.set_aside_keys:
-                if _try(rt, channel, key, _model(channel, None))["ok"]:
-                    channel_store.set_key_status(key.id, "active", "")
-                    revived += 1
-            if channel.status == "auto_disabled":
+                if _try(rt, channel, key, _model(channel, None))[1] is None:
+                    rt.router.key_revived(key)
+                    answered += 1
+            if channel.status in ("auto_disabled", "half_open"):
                 keys = channel.keys or channel.set_aside_keys
-                if keys and _try(rt, channel, keys[0], _model(channel, None))["ok"]:
-                    channel_store.set_status(channel.id, "enabled", "")
-                    revived += 1
-        if revived:
-            log.info("probe brought back %d channel(s) or key(s)", revived)
-            rt.catalog.reload()
-    return revived
+                if keys:
+                    error = _try(rt, channel, keys[0], _model(channel, None))[1]
+                    _judge(rt, channel, keys[0], error)
+                    answered += error is None
+        if answered:
+            log.info("probe: %d channel(s) or key(s) answered", answered)
+    return answered
 
 
 def run_forever(rt: Runtime) -> None:

@@ -225,22 +225,17 @@ def _estimated_cost(rt: Runtime, call: Call, price: PriceInfo, multiplier: Fract
 
 
 def _forward(t: Ticket) -> Reply:
-    rt, call = t.rt, t.call
-    candidates = rt.router.candidates(t.key.group, call.model)
+    rt, call, router = t.rt, t.call, t.rt.router
+    candidates = router.candidates(t.key.group, call.model)
     if not candidates:
-        raise GatewayError(
-            503,
-            f"No channel is available for the model `{call.model}` right now.",
-            "server_error",
-            "no_channel_available",
-        )
+        raise router.unavailable(t.key.group, call.model)
     last: GatewayError | None = None
     rejected_keys: set[int] = set()
     queue = list(candidates)
     while queue and t.attempts < rt.settings.retry_attempts:
         channel = queue.pop(0)
-        key = rt.router.pick_key(channel, rejected_keys)
-        if key is None:
+        key = router.pick_key(channel, rejected_keys)
+        if key is None or not router.begin(channel):  # no usable key, or a half-open channel is busy
             continue
         adaptor = adaptors.get(channel.type)
         t.channel, t.attempts = channel, t.attempts + 1
@@ -249,15 +244,18 @@ def _forward(t: Ticket) -> Reply:
         except GatewayError as err:
             err = redacted(err, key.secret)
             if not err.retryable:
-                raise  # the client's own mistake, as the upstream judged it: no failover, no health penalty
-            rt.router.failed(channel, key, err)
+                router.succeeded(channel)  # the client's own mistake, as the upstream judged it: it answered
+                raise
+            router.failed(channel, key, err)
             t.failed.append((channel.id, err.message))
             last = err
-            if err.disables_key:  # that key is set aside; the channel's other keys may still serve
-                rejected_keys.add(key.id)
+            if err.disables_key or err.upstream_status == 429:  # that key is set aside or cools down;
+                rejected_keys.add(key.id)  # the channel's other keys may still serve
                 queue.insert(0, channel)
             continue
-        rt.router.succeeded(channel)
+        finally:
+            router.end(channel)
+        router.succeeded(channel)
         return response
     raise _final_error(last)
 
@@ -353,7 +351,7 @@ class StreamBody:
 def _final_error(last: GatewayError | None) -> GatewayError:
     if last is None:
         return GatewayError(
-            503, "No channel could take this request.", "server_error", "no_channel_available"
+            503, "No channel could take this request.", "server_error", "no_channel_available", retry_after=1
         )
     if last.upstream_status == 429 and not last.disables_key:
         return GatewayError(

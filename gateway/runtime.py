@@ -35,7 +35,12 @@ class Runtime:
         storage = settings.redis_url or "memory://"
         self.limiter = Limiter(self.wallets, storage)
         self.router = Router(
-            self.catalog, settings.retry_attempts, settings.auto_disable_after, self._set_status
+            self.catalog,
+            settings.retry_attempts,
+            settings.auto_disable_after,
+            self._set_status,
+            auto_disable_rate=settings.auto_disable_rate,
+            health_window_s=settings.health_window_s,
         )
         self.pools = Pools()
         self.writer = Writer(app.app_context, settings.flush_interval_s, self.wallets.committed)

@@ -99,6 +99,9 @@ class Behaviour:
     cached_tokens: int = 0
     content: str = DEFAULT_CONTENT
     require_key: str | None = None
+    retry_after: str | None = "1"
+    fail_key: str | None = None
+    strict_models: bool = False
 
 
 _KNOBS = {f.name for f in dataclasses.fields(Behaviour)}
@@ -233,6 +236,35 @@ def default_error_body(status: int, model: str = "gpt-4o-mini") -> dict[str, Any
             "The server had an error while processing your request. Sorry about that!", "server_error"
         )
     return error_object(f"Request failed with status {status}.", "invalid_request_error")
+
+
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+COMPLETION_MARKERS = ("-instruct", "davinci", "babbage")
+
+
+def model_refusal(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    """What api.openai.com answers when `body["model"]` does not serve `path`, with its own messages."""
+    model = str(body.get("model") or "").lower()
+    if path == "/v1/chat/completions":
+        if "embedding" in model or "moderation" in model or any(m in model for m in COMPLETION_MARKERS):
+            message = (
+                "This is not a chat model and thus not supported in the v1/chat/completions endpoint. "
+                "Did you mean to use v1/completions?"
+            )
+            return 404, error_object(message, "invalid_request_error", None, "model")
+        if model.startswith(REASONING_PREFIXES) and "max_tokens" in body:
+            message = (
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead."
+            )
+            return 400, error_object(message, "invalid_request_error", "unsupported_parameter", "max_tokens")
+    if path == "/v1/completions" and not any(m in model for m in COMPLETION_MARKERS):
+        message = (
+            "This is a chat model and not supported in the v1/completions endpoint. "
+            "Did you mean to use v1/chat/completions?"
+        )
+        return 404, error_object(message, "invalid_request_error", None, "model")
+    return None
 
 
 def _bad_json_error() -> dict[str, Any]:
@@ -416,8 +448,8 @@ class _Handler(BaseHTTPRequestHandler):
                 body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
             )
             payload = default_error_body(status, model or "gpt-4o-mini")
-        if status == 429 and not beh.quota_exhausted:
-            extra["Retry-After"] = "1"
+        if status == 429 and not beh.quota_exhausted and beh.retry_after is not None:
+            extra["Retry-After"] = beh.retry_after
         self._send_json(status, payload, extra)
 
     def _route(self, path: str, raw: bytes, body: Any) -> None:
@@ -434,6 +466,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(
                     400, error_object("you must provide a model parameter", "invalid_request_error")
                 )
+            elif self.beh.strict_models and (refusal := model_refusal(path, body)) is not None:
+                self._send_json(*refusal)
             else:
                 post_routes[path](body)
         elif self.command == "GET" and path == "/v1/models":
@@ -742,6 +776,13 @@ class FakeUpstream:
         cached_tokens (int): `prompt_tokens_details.cached_tokens` in usage.
         content (str): the assistant text; streams split it into `chunks` pieces.
         require_key (str): a request without `Authorization: Bearer <it>` gets 401 invalid_api_key.
+        retry_after (str or None, default "1"): the `Retry-After` header of a 429 (seconds or an HTTP
+            date); None sends none.
+        fail_key (str): the failure knobs apply only to requests with `Authorization: Bearer <it>`; others
+            are answered normally (one key of a channel rate limited, the others not).
+        strict_models (bool): refuse what api.openai.com refuses per model (`model_refusal`): a chat with an
+            embedding or moderation model, a completion with a chat model, `max_tokens` for a reasoning
+            model (o1, o3, o4, gpt-5).
         """
         unknown = set(knobs) - _KNOBS
         if unknown:
@@ -781,6 +822,8 @@ class FakeUpstream:
             if beh.require_key is not None and authorization != f"Bearer {beh.require_key}":
                 return beh, "auth"
             failing = beh.status is not None or beh.quota_exhausted or beh.fail_times is not None
+            if beh.fail_key is not None and authorization != f"Bearer {beh.fail_key}":
+                failing = False
             if failing and (beh.fail_times is None or self._failures_sent < beh.fail_times):
                 self._failures_sent += 1
                 return beh, "fail"

@@ -7,7 +7,10 @@ unchanged unless the model is mapped or stream usage must be asked for.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections.abc import Iterator, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
@@ -38,6 +41,29 @@ def usage_from(data: Any) -> Usage | None:
     return Usage(
         prompt, completion if isinstance(completion, int) else 0, cached if isinstance(cached, int) else 0
     )
+
+
+def retry_after_s(headers: Mapping[str, str]) -> int | None:
+    """The wait an upstream asks for, in whole seconds rounded up: OpenAI's `retry-after-ms`, else
+    `Retry-After` as seconds or as an HTTP date (RFC 9110 section 10.2.3); None when absent or unreadable."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0, math.ceil(float(millis) / 1000))
+        except (ValueError, OverflowError):  # not a number, or NaN, or infinite
+            pass
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0, math.ceil((when - dt.datetime.now(dt.UTC)).total_seconds()))
 
 
 class OpenAIAdaptor:
@@ -104,7 +130,6 @@ class OpenAIAdaptor:
         kind = error.get("type") if isinstance(error.get("type"), str) else None
         message = error.get("message") if isinstance(error.get("message"), str) else ""
         quota = code in QUOTA_CODES or kind in QUOTA_CODES
-        retry_after = headers.get("retry-after")
         result = GatewayError(
             status,
             message or f"The upstream answered {status}.",
@@ -112,7 +137,7 @@ class OpenAIAdaptor:
             code,
             error.get("param") if isinstance(error.get("param"), str) else None,
             retryable=status in (408, 409, 429) or status >= 500 or status in (401, 403) or quota,
-            retry_after=int(retry_after) if retry_after and retry_after.isdigit() else None,
+            retry_after=retry_after_s(headers),
             upstream_status=status,
             disables_key=status == 401 or quota,
         )

@@ -14,7 +14,7 @@ from gateway.domain.models import Channel, ChannelKey, db, utcnow
 from gateway.neutral import bad_request
 
 CHANNEL_TYPES = ("openai",)
-STATUSES = ("enabled", "disabled", "auto_disabled")
+STATUSES = ("enabled", "disabled", "auto_disabled", "half_open")  # half_open: see gateway.routing
 
 
 def channel_json(channel: Channel, keys: list[ChannelKey]) -> dict[str, Any]:
