@@ -275,7 +275,7 @@ def test_login_sets_a_session_cookie_and_logout_ends_it(admin: Api) -> None:
     key = browser.ok("POST", "/keys", {"name": "from the console"}, 201)
     assert browser.ok("DELETE", f"/keys/{key['id']}") == {"id": key["id"], "deleted": True}
 
-    out = browser("POST", "/auth/logout")
+    out = browser("POST", "/auth/logout", {})
     assert out.status == 200 and out.body == {"ok": True}
     cleared = out.headers["set-cookie"]
     assert cleared.startswith("session=;") and ("Max-Age=0" in cleared or "1970" in cleared)
@@ -287,7 +287,7 @@ def test_logout_revokes_the_session_on_the_server(admin: Api) -> None:
     """Logout must end the session itself, not only ask the browser to forget the cookie (OWASP ASVS
     3.3.1): a copied cookie must not keep working for the 31 days of its lifetime."""
     browser = login(admin, new_user(admin))
-    assert browser.ok("POST", "/auth/logout") == {"ok": True}
+    assert browser.ok("POST", "/auth/logout", {}) == {"ok": True}
     replayed = browser("GET", "/auth/me")
     assert replayed.status == 401, "the session cookie still works after logout"
 
@@ -303,7 +303,7 @@ def test_wrong_password_or_disabled_account_cannot_log_in(admin: Api) -> None:
     )
     assert nobody.status == 401
     form = anonymous("POST", "/auth/login", raw=b"username=x&password=y")
-    assert form.status == 400
+    assert form.status == 415 and form.body["error"]["code"] == "json_required"
 
     browser = login(admin, user)
     admin.ok("PATCH", f"/users/{user['id']}", {"status": "disabled"})

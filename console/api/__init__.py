@@ -14,12 +14,14 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, request, session
 
+from gateway.domain import bounds
 from gateway.domain.accounts import user_by_access_token
 from gateway.domain.models import User, db
 from gateway.neutral import GatewayError, bad_request
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 ADMIN_ROLES = ("admin", "root")
+MAX_PAGE, MAX_PER_PAGE = 10**6, 500
 
 
 def runtime() -> Any:
@@ -34,8 +36,12 @@ def current_user() -> User | None:
     if header[:7].lower() == "bearer ":
         token = header[7:].strip()
         admin_token = runtime().settings.admin_token
-        if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
-            user = db.session.scalar(db.select(User).where(User.role == "root").order_by(User.id))
+        if admin_token and hmac.compare_digest(token.encode(errors="replace"), admin_token.encode()):
+            # the first active root: another root may have disabled the first one
+            user = db.session.scalar(
+                db.select(User).where(User.role == "root", User.status == "active").order_by(User.id)
+            )
+            g.via_admin_token = True
         elif token:
             user = user_by_access_token(token)
         g.via_cookie = False
@@ -80,10 +86,21 @@ def body() -> dict[str, Any]:
     # the JSON that `curl -d` sends (as application/x-www-form-urlencoded) without a word
     if not request.get_data(cache=True):
         return {}
-    data = request.get_json(force=True, silent=True)
+    try:
+        data = request.get_json(force=True, silent=True)
+    except RecursionError:  # nesting deeper than the parser's stack
+        raise bad_request("The body is nested too deeply.") from None
     if not isinstance(data, dict):
         raise bad_request("The body must be a JSON object.")
     return data
+
+
+@bp.url_value_preprocessor
+def _bounded_ids(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Ids in paths are INTEGER columns: a larger number names nothing, and must not reach the database."""
+    for name, value in (values or {}).items():
+        if isinstance(value, int):
+            bounds.query_integer(str(value), name)
 
 
 def is_admin(user: User) -> bool:
@@ -95,12 +112,15 @@ def not_found(what: str) -> GatewayError:
 
 
 def page_args() -> tuple[int, int]:
-    try:
-        page = max(1, int(request.args.get("page", 1)))
-        per_page = min(500, max(1, int(request.args.get("per_page", 50))))
-    except ValueError:
-        raise bad_request("page and per_page must be integers") from None
+    page = bounds.query_integer(request.args.get("page", "1"), "page", 1, MAX_PAGE)
+    per_page = bounds.query_integer(request.args.get("per_page", "50"), "per_page", 1, MAX_PER_PAGE)
     return page, per_page
+
+
+def query_id(name: str) -> int | None:
+    """An optional integer filter of the query string, within an INTEGER column's range."""
+    value = request.args.get(name)
+    return None if value in (None, "") else bounds.query_integer(value, name)
 
 
 from console.api import (  # noqa: E402  (the modules register their routes on bp)
@@ -110,7 +130,8 @@ from console.api import (  # noqa: E402  (the modules register their routes on b
     logs,
     money,
     openapi,
+    signin,
     status,
 )
 
-__all__ = ["bp", "accounts", "channels", "keys", "logs", "money", "openapi", "status"]
+__all__ = ["bp", "accounts", "channels", "keys", "logs", "money", "openapi", "signin", "status"]

@@ -2,20 +2,56 @@
 
 from __future__ import annotations
 
-from flask import g, jsonify, session
+from flask import Response, g, jsonify, request, session
 
-from console.api import body, bp, current_user, is_admin, not_found, require, runtime
-from gateway.domain import accounts
+from console.api import body, bp, current_user, is_admin, not_found, require, runtime, signin
+from gateway.domain import accounts, bounds
 from gateway.domain.models import User, db
-from gateway.neutral import GatewayError
+from gateway.neutral import GatewayError, bad_request
+
+
+def _json_only() -> None:
+    """Login and logout take JSON only: a cross-site form can post `text/plain` or a form type, and would
+    otherwise sign a victim's browser into the attacker's account (login CSRF)."""
+    if not request.is_json:
+        raise GatewayError(
+            415,
+            "Send a JSON body (Content-Type: application/json).",
+            "invalid_request_error",
+            "json_required",
+        )
+
+
+def _locked(retry_after: int) -> Response:
+    error = {
+        "message": f"Too many failed logins; try again in {retry_after} seconds.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "too_many_attempts",
+    }
+    response = jsonify(error=error)
+    response.status_code = 429
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @bp.post("/auth/login")
 def login():  # noqa: ANN201
+    _json_only()
     data = body()
-    user = accounts.authenticate(str(data.get("username", "")), str(data.get("password", "")))
+    bounds.only(data, ("username", "password"), "login")
+    username, password = data.get("username"), data.get("password")
+    for name, value in (("username", username), ("password", password)):
+        if not isinstance(value, str):
+            raise bad_request(f"{name} must be a string", name)
+    guard, scopes = signin.guard(), signin.scopes(username)
+    if (wait := guard.retry_after(scopes)) is not None:
+        return _locked(wait)
+    user = accounts.authenticate(username, password)
     if user is None:
+        guard.failed(scopes)
         raise GatewayError(401, "Wrong username or password.", "invalid_request_error", "bad_credentials")
+    guard.succeeded(scopes[0])
     session.clear()
     session["uid"] = user.id
     session["epoch"] = user.session_epoch
@@ -25,9 +61,11 @@ def login():  # noqa: ANN201
 
 @bp.post("/auth/logout")
 def logout():  # noqa: ANN201
-    """End the console session: this user's session cookies, wherever they are, stop working."""
+    """End the console session: this user's session cookies, wherever they are, and access token stop
+    working. With `RELAYHOUSE_ADMIN_TOKEN` there is nothing to end: that token lives in the environment."""
+    _json_only()
     user = current_user()
-    if user is not None and g.get("via_cookie"):
+    if user is not None and not g.get("via_admin_token"):
         accounts.end_sessions(user)
     session.clear()
     return jsonify(ok=True)
@@ -43,10 +81,12 @@ def me():  # noqa: ANN201
 @require()
 def access_token():  # noqa: ANN201
     """A new access token for the caller, for `Authorization: Bearer` on /api/ (replaces the old one)."""
-    return jsonify(token=accounts.issue_access_token(current_user()))
+    user = current_user()
+    token = accounts.issue_access_token(user, runtime().settings.token_ttl_days)
+    return jsonify(token=token, expires_at=user.access_token_expires_at.isoformat() + "Z")
 
 
-def _may_grant(role: str) -> None:
+def _may_grant(role: object) -> None:
     if role == "root" and current_user().role != "root":
         raise GatewayError(
             403, "Only the root admin can grant the root role.", "permission_denied", "root_required"
@@ -57,6 +97,7 @@ def _may_grant(role: str) -> None:
 @require("admin")
 def create_user():  # noqa: ANN201
     data = body()
+    bounds.only(data, accounts.CREATE_FIELDS, "user")
     role = data.get("role", "user")
     _may_grant(role)
     user = accounts.create_user(
@@ -97,6 +138,6 @@ def update_user(user_id: int):  # noqa: ANN201
         )
     if "role" in data:
         _may_grant(data["role"])
-    accounts.update_user(user, data)
+    accounts.update_user(user, data, actor=current_user())
     runtime().changed_keys(user_id=user.id)
     return jsonify(accounts.user_json(user))

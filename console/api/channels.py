@@ -6,7 +6,7 @@ from flask import jsonify
 
 from console.api import body, bp, not_found, require, runtime
 from gateway import probe
-from gateway.domain import channels
+from gateway.domain import bounds, channels
 from gateway.domain.models import Channel, db
 
 
@@ -62,5 +62,9 @@ def delete_channel(channel_id: int):  # noqa: ANN201
 @require("admin")
 def test_channel(channel_id: int):  # noqa: ANN201
     _channel(channel_id)
-    model = body().get("model")
-    return jsonify(probe.test_channel(runtime(), channel_id, model if isinstance(model, str) else None))
+    data = body()
+    bounds.only(data, ("model",), "channel test")
+    model = data.get("model")
+    if model is not None:
+        model = bounds.text(model, "model", channels.MODEL_MAX, 1)
+    return jsonify(probe.test_channel(runtime(), channel_id, model))

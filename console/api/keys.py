@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import jsonify
 
-from console.api import body, bp, current_user, is_admin, not_found, require, runtime
-from gateway.domain import keys
+from console.api import body, bp, current_user, is_admin, not_found, query_id, require, runtime
+from gateway.domain import bounds, keys
 from gateway.domain.models import ApiKey, User, db
 from gateway.neutral import bad_request
 
@@ -24,11 +24,13 @@ def create_key():  # noqa: ANN201
     data = body()
     me = current_user()
     user_id = data.pop("user_id", None)
+    if user_id is not None:
+        user_id = bounds.integer(user_id, "user_id", *bounds.INT32)
     if user_id is None or user_id == me.id:
         user_id = me.id
     elif not is_admin(me):
         raise not_found("user")
-    elif not isinstance(user_id, int) or db.session.get(User, user_id) is None:
+    elif db.session.get(User, user_id) is None:
         raise bad_request("user_id names no user", "user_id")
     key, plain = keys.create_key(user_id, data)
     return jsonify({**keys.key_json(key), "key": plain}), 201
@@ -39,7 +41,7 @@ def create_key():  # noqa: ANN201
 def list_keys():  # noqa: ANN201
     me = current_user()
     query = db.select(ApiKey).order_by(ApiKey.id)
-    wanted = request.args.get("user_id", type=int)
+    wanted = query_id("user_id")
     if not is_admin(me):
         query = query.where(ApiKey.user_id == me.id)
     elif wanted is not None:

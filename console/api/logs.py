@@ -7,7 +7,8 @@ import datetime as dt
 from flask import jsonify, request
 from sqlalchemy import func
 
-from console.api import bp, current_user, is_admin, page_args, require
+from console.api import bp, current_user, is_admin, page_args, query_id, require
+from gateway.domain import pricing
 from gateway.domain.models import UsageLog, db
 from gateway.neutral import bad_request
 
@@ -50,9 +51,9 @@ def _time(name: str) -> dt.datetime | None:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise bad_request(f"{name} must be an ISO 8601 time", name) from None
-    return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+        return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+    except (ValueError, OverflowError):  # OverflowError: 9999-12-31T23:00-05:00 is past the last year
+        raise bad_request(f"{name} must be an ISO 8601 time from year 1 to 9999", name) from None
 
 
 @bp.get("/logs")
@@ -61,17 +62,13 @@ def list_logs():  # noqa: ANN201
     me = current_user()
     query = db.select(UsageLog)
     for name, column in FILTERS.items():
-        value = request.args.get(name)
-        if value in (None, ""):
-            continue
-        try:
-            query = query.where(column == int(value))
-        except ValueError:
-            raise bad_request(f"{name} must be an integer", name) from None
+        value = query_id(name)
+        if value is not None:
+            query = query.where(column == value)
     if not is_admin(me):
         query = query.where(UsageLog.user_id == me.id)
     if request.args.get("model"):
-        query = query.where(UsageLog.model == request.args["model"])
+        query = query.where(UsageLog.model == pricing.model_name(request.args["model"]))
     if since := _time("since"):
         query = query.where(UsageLog.created_at >= since)
     if until := _time("until"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from console.api import body, bp, current_user, not_found, page_args, require, runtime
-from gateway.domain import ledger, pricing
+from gateway.domain import bounds, ledger, pricing
 from gateway.domain.models import Group, Price, User, db
 from gateway.neutral import bad_request
 
@@ -46,7 +46,9 @@ def list_groups():  # noqa: ANN201
 @bp.put("/groups/<name>")
 @require("admin")
 def put_group(name: str):  # noqa: ANN201
-    group = pricing.put_group(name, body().get("multiplier", "1"))
+    data = body()
+    bounds.only(data, ("multiplier",), "group")
+    group = pricing.put_group(name, data.get("multiplier", "1"))
     runtime().changed_catalog()
     return jsonify(name=group.name, multiplier=group.multiplier)
 
@@ -75,6 +77,7 @@ def patch_settings():  # noqa: ANN201
 @require("admin")
 def create_redemptions():  # noqa: ANN201
     data = body()
+    bounds.only(data, ("amount_usd", "count"), "redemption")
     amount = pricing.usd_to_micro(data.get("amount_usd"), "amount_usd")
     codes = ledger.create_redemptions(amount, data.get("count", 1), current_user().id)
     return jsonify(codes=codes, amount_usd=pricing.micro_to_usd(amount)), 201
@@ -84,7 +87,9 @@ def create_redemptions():  # noqa: ANN201
 @require()
 def redeem():  # noqa: ANN201
     me = current_user()
-    amount = ledger.redeem(me.id, body().get("code"))
+    data = body()
+    bounds.only(data, ("code",), "redemption")
+    amount = ledger.redeem(me.id, data.get("code"))
     runtime().credited(me.id)
     db.session.refresh(me)
     return jsonify(amount_micro_usd=amount, balance_micro_usd=me.balance_micro_usd)
@@ -123,12 +128,11 @@ def adjust_wallet(user_id: int):  # noqa: ANN201
     if db.session.get(User, user_id) is None:
         raise not_found("user")
     data = body()
+    bounds.only(data, ("amount_usd", "reason", "kind"), "wallet")
     amount = pricing.usd_to_micro(data.get("amount_usd"), "amount_usd")
     if amount == 0:
         raise bad_request("amount_usd must not be zero", "amount_usd")
-    reason = data.get("reason") or ""
-    if not isinstance(reason, str):
-        raise bad_request("reason must be a string", "reason")
+    reason = bounds.text(data.get("reason") or "", "reason", ledger.REASON_MAX)
     kind = request.args.get("kind") or data.get("kind") or ("topup" if amount > 0 else "adjustment")
     if kind not in ("topup", "adjustment", "refund"):
         raise bad_request("kind must be topup, adjustment or refund", "kind")

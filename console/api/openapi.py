@@ -9,14 +9,16 @@ and checks every answer it gets against the schema documented for its status.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from flask import Response
 
-from console.api import bp
+from console.api import MAX_PAGE, MAX_PER_PAGE, bp
 from gateway import __version__
-from gateway.domain import accounts, channels, ledger
+from gateway.domain import accounts, bounds, channels, keys, ledger, pricing
 from gateway.domain.keys import LIMIT_FIELDS
+from gateway.domain.models import ApiKey
 
 Schema = dict[str, Any]
 
@@ -50,8 +52,14 @@ def record(description: str, **props: Schema) -> Schema:
 
 
 def fields(description: str, required: tuple[str, ...] = (), **props: Schema) -> Schema:
-    """A request body: only `required` must be sent; fields left out keep their value or default."""
-    schema: Schema = {"type": "object", "description": description, "properties": props}
+    """A request body: only `required` must be sent; fields left out keep their value or default. Any
+    other field is refused with a 400 naming it."""
+    schema: Schema = {
+        "type": "object",
+        "description": description,
+        "properties": props,
+        "additionalProperties": False,
+    }
     if required:
         schema["required"] = list(required)
     return schema
@@ -75,48 +83,106 @@ STR = typed("string")
 INT = typed("integer")
 TIME = typed("string", "UTC time, ISO 8601 with a `Z`.", format="date-time")
 MICRO = typed("integer", "Integer micro-USD (1 USD = 1,000,000).")
-USD = typed(["number", "string"], 'US dollars: a JSON number or a decimal string such as "0.15".')
 STRINGS = array(STR)
+INT32 = {"minimum": bounds.INT32[0], "maximum": bounds.INT32[1]}
+ID = typed("integer", minimum=1, maximum=bounds.INT32[1])
+
+
+NO_NUL = "[^\\u0000]*"
+
+
+def text(max_length: int, description: str = "", min_length: int = 0, nonblank: bool = False) -> Schema:
+    """A string of at most `max_length` characters (the column's length), without NUL characters."""
+    pattern = f"^{NO_NUL}[^\\s\\u0000]{NO_NUL}$" if nonblank else f"^{NO_NUL}$"
+    extra: Schema = {"maxLength": max_length, "pattern": pattern}
+    if min_length:
+        extra["minLength"] = min_length
+    return typed("string", description, **extra)
+
+
+def names(max_length: int, description: str = "", nulls: bool = False) -> Schema:
+    """A list of non-blank names, each at most `max_length` characters."""
+    return array(text(max_length, min_length=1, nonblank=True), description, nulls)
+
+
+def decimal(description: str, low: Decimal, high: Decimal, nulls: bool = False) -> Schema:
+    """A JSON number, or a decimal string such as "0.15", with at most 6 decimal places."""
+    number = {"type": "number", "minimum": float(low), "maximum": float(high)}
+    sign = "-?" if low < 0 else ""
+    digits = len(str(int(high))) - 1  # the string form stays below `high`
+    string = {"type": "string", "pattern": f"^{sign}[0-9]{{1,{digits}}}(\\.[0-9]{{1,6}})?$"}
+    return {
+        "description": f"{description} From {low} to {high}, with at most 6 decimal places.",
+        "anyOf": [number, string, {"type": "null"}] if nulls else [number, string],
+    }
+
 
 USER_ROLES = list(accounts.ROLES)
 ACTIVE = list(accounts.STATUSES)  # users and API keys: active, disabled
+MODEL = text(pricing.MODEL_MAX, min_length=1)
 KEY_FIELDS: dict[str, Schema] = {
-    "name": typed("string", "A label, at most 128 characters.", maxLength=128),
+    "name": text(keys.NAME_MAX, "A label."),
     "status": typed("string", enum=ACTIVE),
-    "expires_at": typed(
-        ["string", "number", "null"],
-        "ISO 8601 time (UTC unless an offset is given) or Unix seconds; null: never.",
+    "expires_at": {
+        "description": "ISO 8601 time (UTC unless an offset is given) or Unix seconds, from 1970 to 9999; "
+        "null: never.",
+        "anyOf": [
+            typed("string", format="date-time", maxLength=64),
+            typed("number", minimum=0, maximum=253402214399),
+            typed("null"),
+        ],
+    },
+    "spend_limit_usd": decimal(
+        "Most this key may spend, in USD; null: no limit.", Decimal(0), pricing.USD_MAX, nulls=True
     ),
-    "spend_limit_usd": typed(
-        ["number", "string", "null"], "Most this key may spend, in USD; null: no limit."
+    "models": names(keys.MODEL_MAX, "Models this key may use; null or []: all of its group's models.", True),
+    "allowed_ips": names(
+        keys.NETWORK_MAX, "IP addresses or CIDR ranges the key may be used from; null: anywhere.", True
     ),
-    "models": array(STR, "Models this key may use; null or []: all of its group's models.", nulls=True),
-    "allowed_ips": array(
-        STR, "IP addresses or CIDR ranges the key may be used from; null: anywhere.", nulls=True
-    ),
-    **{name: nullable("integer", "null: no limit.", minimum=1) for name in LIMIT_FIELDS},
+    **{
+        name: nullable(
+            "integer", "null: no limit.", minimum=1, maximum=bounds.integer_range(getattr(ApiKey, name))[1]
+        )
+        for name in LIMIT_FIELDS
+    },
 }
 CHANNEL_FIELDS: dict[str, Schema] = {
-    "name": STR,
+    "name": text(channels.NAME_MAX, min_length=1, nonblank=True),
     "type": typed("string", "The upstream protocol.", enum=list(channels.CHANNEL_TYPES), default="openai"),
-    "base_url": typed(
-        "string", "http(s) URL of the API root, such as https://api.openai.com/v1.", format="uri"
-    ),
-    "keys": array(STR, "Upstream keys; they are stored encrypted and never shown again. Replaces all keys."),
-    "models": array(STR, "Public model names this channel serves."),
+    "base_url": text(
+        channels.BASE_URL_MAX,
+        "http(s) URL of the API root, such as https://api.openai.com/v1. Moving it to another scheme, host "
+        "or port needs `keys` in the same request: the stored keys are never sent to a new host.",
+        min_length=1,
+    )
+    | {"format": "uri", "pattern": f"^https?://[^/?#\\s\\u0000]+{NO_NUL}$"},
+    "keys": names(
+        channels.KEY_MAX, "Upstream keys; they are stored encrypted and never shown again. Replaces all keys."
+    )
+    | {"minItems": 1},
+    "models": names(channels.MODEL_MAX, "Public model names this channel serves."),
     "model_mapping": typed(
-        "object", "Public model name to upstream model name.", additionalProperties=STR, default={}
+        "object",
+        "Public model name to upstream model name.",
+        additionalProperties=text(channels.MODEL_MAX, min_length=1),
+        propertyNames=text(channels.MODEL_MAX, min_length=1),
+        default={},
     ),
-    "groups": array(STR, 'User groups that may use the channel (default ["default"]).'),
-    "priority": typed("integer", "Higher priorities are tried first.", default=0),
-    "weight": typed("integer", "Share of traffic within one priority.", minimum=1, default=1),
+    "groups": names(channels.GROUP_MAX, 'User groups that may use the channel (default ["default"]).'),
+    "priority": typed("integer", "Higher priorities are tried first.", default=0, **INT32),
+    "weight": typed(
+        "integer", "Share of traffic within one priority.", minimum=1, maximum=bounds.INT32[1], default=1
+    ),
     "status": typed(
         "string", 'Sets status_reason ("disabled by an admin" or empty).', enum=["enabled", "disabled"]
     ),
     "timeout_s": nullable(
-        "number", "Upstream timeout in seconds; null: the gateway default.", exclusiveMinimum=0
+        "number",
+        "Upstream timeout in seconds; null: the gateway default.",
+        exclusiveMinimum=0,
+        maximum=channels.TIMEOUT_MAX_S,
     ),
-    "test_model": typed("string", "Model used by the channel test (default: the first model)."),
+    "test_model": text(channels.MODEL_MAX, "Model used by the channel test (default: the first model)."),
 }
 PRICE_FIELDS = {
     "input_per_mtok_usd": typed("number", "USD per 1M prompt tokens."),
@@ -167,11 +233,20 @@ SCHEMAS: dict[str, Schema] = {
         database=typed("string", enum=["ok", "error"]),
         channels=record("Channel counts.", total=INT, enabled=INT, auto_disabled=INT),
     ),
-    "Login": fields("Console credentials.", ("username", "password"), username=STR, password=STR),
+    "Login": fields(
+        "Console credentials. After 5 failed logins of one username (or 20 from one address) within 15 "
+        "minutes, logins are refused (429) for a time that doubles with every further failure.",
+        ("username", "password"),
+        username=STR,
+        password=STR,
+    ),
+    "Logout": fields("Nothing: an empty JSON object."),
     "LoggedOut": record("The session cookie is cleared.", ok=typed("boolean", const=True)),
     "AccessToken": record(
-        "A new access token for `Authorization: Bearer`; it replaces the caller's previous one.",
+        "A new access token for `Authorization: Bearer`; it replaces the caller's previous one. Logging "
+        "out or a new password revokes it.",
         token=typed("string", "Shown once.", pattern="^rh-"),
+        expires_at={**TIME, "description": "When it stops working (`TOKEN_TTL_DAYS` after it was made)."},
     ),
     "User": record(
         "An account.",
@@ -187,17 +262,21 @@ SCHEMAS: dict[str, Schema] = {
     "UserCreate": fields(
         "A new account. Only the root admin may create another root.",
         ("username", "password"),
-        username=typed("string", minLength=1, maxLength=64),
-        password=typed("string", minLength=8),
+        username=text(
+            accounts.USERNAME_MAX, "Printable; surrounding spaces are removed.", min_length=1, nonblank=True
+        ),
+        password=text(accounts.PASSWORD_MAX, min_length=accounts.PASSWORD_MIN),
         role=typed("string", enum=USER_ROLES, default="user"),
-        group=typed("string", default="default"),
+        group=text(accounts.GROUP_MAX, min_length=1) | {"default": "default"},
     ),
     "UserUpdate": fields(
-        "Changes to an account. Disabling it stops its API keys (403) and its logins.",
+        "Changes to an account. Disabling it stops its API keys (403) and its logins; a new password ends "
+        "its console sessions and revokes its access token. The root admin cannot demote or disable "
+        "itself, and the last active root cannot be demoted or disabled (400).",
         role=typed("string", enum=USER_ROLES),
-        group=STR,
+        group=text(accounts.GROUP_MAX, min_length=1),
         status=typed("string", enum=ACTIVE),
-        password=typed("string", minLength=8),
+        password=text(accounts.PASSWORD_MAX, min_length=accounts.PASSWORD_MIN),
     ),
     "ApiKey": API_KEY,
     "KeyList": listing("ApiKey"),
@@ -208,7 +287,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "ApiKeyCreate": fields(
         "A new key. `user_id` (admins only) makes it for another user; the default is the caller.",
-        user_id=INT,
+        user_id=ID,
         **KEY_FIELDS,
     ),
     "ApiKeyUpdate": fields("Changes to a key.", **KEY_FIELDS),
@@ -249,7 +328,8 @@ SCHEMAS: dict[str, Schema] = {
     "ChannelCreate": fields("A new channel.", ("name", "base_url", "keys", "models"), **CHANNEL_FIELDS),
     "ChannelUpdate": fields("Changes to a channel.", **CHANNEL_FIELDS),
     "ChannelTest": fields(
-        "Which model to try.", model=typed("string", "Default: test_model, else the first model.")
+        "Which model to try.",
+        model=text(channels.MODEL_MAX, "Default: test_model, else the first model.", min_length=1),
     ),
     "ChannelTestResult": record(
         "One tiny chat completion (`max_tokens: 1`) sent through the channel with its first key. A success "
@@ -266,7 +346,14 @@ SCHEMAS: dict[str, Schema] = {
     "PriceWrite": {
         **fields(
             "The whole price (PUT replaces it): fields left out become 0 (input, output) or null (others).",
-            **{name: {**USD, "type": ["number", "string", "null"], "minimum": 0} for name in PRICE_FIELDS},
+            **{
+                name: decimal("USD.", Decimal(0), pricing.PRICE_MAX, nulls=True)
+                | {
+                    "description": f"{PRICE_FIELDS[name]['description']} From 0 to {pricing.PRICE_MAX}, "
+                    "with at most 6 decimal places."
+                }
+                for name in PRICE_FIELDS
+            },
         ),
         "additionalProperties": False,
     },
@@ -279,7 +366,7 @@ SCHEMAS: dict[str, Schema] = {
     "GroupList": listing("Group"),
     "GroupWrite": fields(
         "The multiplier (default 1).",
-        multiplier=typed(["string", "number"], "A non-negative decimal.", default="1"),
+        multiplier=decimal("The price multiplier.", Decimal(0), pricing.MULTIPLIER_MAX) | {"default": "1"},
     ),
     "Settings": record(
         "Runtime settings.", allow_free_models=typed("boolean", "Serve models that have no price.")
@@ -291,13 +378,13 @@ SCHEMAS: dict[str, Schema] = {
     "RedemptionCreate": fields(
         "New one-time redemption codes.",
         ("amount_usd",),
-        amount_usd={**USD, "description": "Credit per code in USD; must be positive."},
+        amount_usd=decimal("Credit per code in USD; must be positive.", Decimal(0), pricing.USD_MAX),
         count=typed("integer", minimum=1, maximum=1000, default=1),
     ),
     "RedemptionCodes": record(
         "The codes, shown once.", codes=array(typed("string", pattern="^rh-")), amount_usd=typed("number")
     ),
-    "Redeem": fields("A redemption code.", ("code",), code=STR),
+    "Redeem": fields("A redemption code.", ("code",), code=text(ledger.CODE_MAX, min_length=1)),
     "Redeemed": record("The wallet after the credit.", amount_micro_usd=MICRO, balance_micro_usd=MICRO),
     "LedgerEntry": record(
         "One change of a balance.",
@@ -319,8 +406,8 @@ SCHEMAS: dict[str, Schema] = {
     "WalletAdjust": fields(
         "A credit (positive) or debit (negative).",
         ("amount_usd",),
-        amount_usd={**USD, "description": "Signed USD; must not be zero."},
-        reason=STR,
+        amount_usd=decimal("Signed USD; must not be zero.", -pricing.USD_MAX, pricing.USD_MAX),
+        reason=text(ledger.REASON_MAX),
         kind=typed(
             "string",
             "Default: topup when positive, adjustment when negative.",
@@ -374,6 +461,10 @@ RESPONSES: dict[str, Schema] = {
     "404": _error("No such object, or it belongs to another user."),
     "409": _error("The username is taken."),
     "415": _error("A cookie-authenticated change must send a JSON body (Content-Type: application/json)."),
+    "429": {
+        **_error("Too many failed logins: wait `Retry-After` seconds."),
+        "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": INT}},
+    },
 }
 
 
@@ -398,33 +489,36 @@ def query(name: str, schema: Schema, description: str) -> Schema:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-def path(name: str, kind: str = "integer", description: str = "") -> Schema:
-    return {"name": name, "in": "path", "required": True, "schema": typed(kind), "description": description}
+def path(name: str, schema: Schema, description: str = "") -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
 
 
 PATH_PARAMS = {
-    "user_id": path("user_id"),
-    "key_id": path("key_id"),
-    "channel_id": path("channel_id"),
-    "model": path("model", "string", "The model name; it may contain `/`."),
-    "name": path("name", "string", "The group name."),
+    "user_id": path("user_id", ID),
+    "key_id": path("key_id", ID),
+    "channel_id": path("channel_id", ID),
+    "model": path("model", MODEL, "The model name; it may contain `/`."),
+    "name": path(
+        "name", text(pricing.GROUP_MAX, min_length=1) | {"pattern": "^[^/\\u0000]+$"}, "The group name."
+    ),
 }
 PAGE = (
-    query("page", typed("integer", minimum=1, default=1), "Page number, from 1."),
-    query("per_page", typed("integer", minimum=1, maximum=500, default=50), "Rows per page."),
+    query("page", typed("integer", minimum=1, maximum=MAX_PAGE, default=1), "Page number, from 1."),
+    query("per_page", typed("integer", minimum=1, maximum=MAX_PER_PAGE, default=50), "Rows per page."),
 )
+QUERY_INT = typed("integer", **INT32)
 LOG_FILTERS = (
-    query("user_id", INT, "Rows of this user (admins; other callers only ever see their own rows)."),
-    query("key_id", INT, "Rows of this API key."),
-    query("model", STR, "Rows of this public model name."),
-    query("channel_id", INT, "Rows served by this channel."),
-    query("status", INT, "Rows with this HTTP status, such as 200 or 429."),
+    query("user_id", QUERY_INT, "Rows of this user (admins; other callers only ever see their own rows)."),
+    query("key_id", QUERY_INT, "Rows of this API key."),
+    query("model", MODEL, "Rows of this public model name."),
+    query("channel_id", QUERY_INT, "Rows served by this channel."),
+    query("status", QUERY_INT, "Rows with this HTTP status, such as 200 or 429."),
     query("since", typed("string", format="date-time"), "Rows created at or after this ISO 8601 time."),
     query("until", typed("string", format="date-time"), "Rows created before this ISO 8601 time."),
     *PAGE,
 )
 KIND = (query("kind", typed("string", enum=["topup", "adjustment", "refund"]), "Overrides the body's kind."),)
-OF_USER = (query("user_id", INT, "Admins: only this user's keys."),)
+OF_USER = (query("user_id", QUERY_INT, "Admins: only this user's keys."),)
 WRITE, CHANGE = (400, 415), (400, 404, 415)  # a body; a body and an object
 
 # fmt: off
@@ -432,8 +526,9 @@ ROUTES = [  # paths below /api
     Route("get", "/status", None, "Liveness, version and channel counts", "Status"),
     Route("get", "/openapi.json", None, "This OpenAPI 3.1 document", "Document"),
     Route("post", "/auth/login", None, "Log in (sets the session cookie)", "User", body="Login",
-          errors=(400, 401)),
-    Route("post", "/auth/logout", None, "Log out: ends every console session of the user", "LoggedOut"),
+          errors=(400, 401, 415, 429)),
+    Route("post", "/auth/logout", None, "Log out: ends the user's console sessions and access token",
+          "LoggedOut", body="Logout", errors=(400, 415)),
     Route("get", "/auth/me", USER, "The caller's account", "User"),
     Route("post", "/auth/token", USER, "A new access token for the caller", "AccessToken", errors=(415,)),
     Route("get", "/users", ADMIN, "List accounts", "UserList"),
@@ -476,7 +571,8 @@ ROUTES = [  # paths below /api
 # fmt: on
 SESSION_COOKIE = {
     "Set-Cookie": {
-        "description": "The console session: `session=...; Expires=...; HttpOnly; Path=/; SameSite=Lax`.",
+        "description": "The console session: `session=...; Expires=...; HttpOnly; Path=/; SameSite=Lax`, and "
+        "`Secure` when the request came over HTTPS (or a trusted proxy says so).",
         "schema": STR,
     }
 }
@@ -484,6 +580,8 @@ SESSION_COOKIE = {
 
 def operation(route: Route) -> Schema:
     codes = set(route.errors) | ({401} if route.auth else set()) | ({403} if route.auth == ADMIN else set())
+    if "{" in route.path or route.query:
+        codes.add(400)  # a parameter out of its range
     answer: Schema = {
         "description": route.summary,
         "content": {"application/json": {"schema": ref(route.answer)}},

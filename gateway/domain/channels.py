@@ -9,12 +9,33 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.domain import bounds
 from gateway.domain.crypto import Vault
-from gateway.domain.models import Channel, ChannelKey, db, utcnow
+from gateway.domain.models import Channel, ChannelKey, Group, db, utcnow
 from gateway.neutral import bad_request
 
 CHANNEL_TYPES = ("openai",)
 STATUSES = ("enabled", "disabled", "auto_disabled", "half_open")  # half_open: see gateway.routing
+FIELDS = (
+    "name",
+    "type",
+    "base_url",
+    "keys",
+    "models",
+    "model_mapping",
+    "groups",
+    "priority",
+    "weight",
+    "status",
+    "timeout_s",
+    "test_model",
+)
+NAME_MAX = bounds.column_length(Channel.name)
+BASE_URL_MAX = bounds.column_length(Channel.base_url)
+MODEL_MAX = bounds.column_length(Channel.test_model)  # every model name: a price's is as long
+GROUP_MAX = bounds.column_length(Group.name)
+KEY_MAX = bounds.TEXT_MAX
+TIMEOUT_MAX_S = 24 * 3600.0
 
 
 def channel_json(channel: Channel, keys: list[ChannelKey]) -> dict[str, Any]:
@@ -52,48 +73,68 @@ def channel_keys(channel_id: int) -> list[ChannelKey]:
     )
 
 
-def _strings(value: Any, param: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise bad_request(f"{param} must be a list of non-empty strings", param)
-    return [v.strip() for v in value]
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Where a base URL sends its keys: scheme, host and port (the scheme's default when left out)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # stored before ports were checked
+        port = None
+    return parts.scheme, (parts.hostname or "").lower(), port
 
 
-def _int(value: Any, param: str, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise bad_request(f"{param} must be an integer of at least {low}", param)
-    return value
+def _base_url(value: Any) -> str:
+    url = bounds.text(value, "base_url", BASE_URL_MAX, 1).strip()
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # a port that is not a number, or out of range
+        valid = False
+    if not valid or not url.isprintable():
+        raise bad_request("base_url must be an http(s) URL such as https://api.openai.com/v1", "base_url")
+    return url.rstrip("/")
+
+
+def _mapping(value: Any) -> dict[str, str]:
+    mapping = value or {}
+    if not isinstance(mapping, dict) or len(mapping) > 1000:
+        raise bad_request("model_mapping must map public model names to upstream names", "model_mapping")
+    for public, upstream in mapping.items():
+        bounds.text(public, "model_mapping", MODEL_MAX, 1)
+        bounds.text(upstream, "model_mapping", MODEL_MAX, 1)
+    return mapping
 
 
 def _apply(channel: Channel, fields: dict[str, Any], vault: Vault) -> None:
+    bounds.only(fields, FIELDS, "channel")
     if "name" in fields:
-        if not isinstance(fields["name"], str) or not fields["name"].strip():
+        name = bounds.text(fields["name"], "name", NAME_MAX).strip()
+        if not name:
             raise bad_request("name is required", "name")
-        channel.name = fields["name"].strip()
+        channel.name = name
     if "type" in fields:
         if fields["type"] not in CHANNEL_TYPES:
             raise bad_request(f"type must be one of {', '.join(CHANNEL_TYPES)}", "type")
         channel.type = fields["type"]
     if "base_url" in fields:
-        url = fields["base_url"]
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise bad_request("base_url must be an http(s) URL such as https://api.openai.com/v1", "base_url")
-        channel.base_url = url.rstrip("/")
+        url = _base_url(fields["base_url"])
+        if channel.id is not None and _origin(url) != _origin(channel.base_url) and "keys" not in fields:
+            # the stored keys belong to the old host: never send them to another one unasked
+            raise bad_request(
+                "base_url moves the channel to another host: send its keys for that host in the same request",
+                "keys",
+            )
+        channel.base_url = url
     if "models" in fields:
-        channel.models = _strings(fields["models"], "models")
+        channel.models = bounds.texts(fields["models"], "models", MODEL_MAX)
     if "model_mapping" in fields:
-        mapping = fields["model_mapping"] or {}
-        if not isinstance(mapping, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in mapping.items()
-        ):
-            raise bad_request("model_mapping must map public model names to upstream names", "model_mapping")
-        channel.model_mapping = mapping
+        channel.model_mapping = _mapping(fields["model_mapping"])
     if "groups" in fields:
-        channel.groups = _strings(fields["groups"], "groups") or ["default"]
+        channel.groups = bounds.texts(fields["groups"], "groups", GROUP_MAX) or ["default"]
     if "priority" in fields:
-        channel.priority = _int(fields["priority"], "priority", -(10**9))
+        channel.priority = bounds.integer(fields["priority"], "priority", *bounds.INT32)
     if "weight" in fields:
-        channel.weight = _int(fields["weight"], "weight", 1)
+        channel.weight = bounds.integer(fields["weight"], "weight", 1, bounds.INT32[1])
     if "status" in fields:
         if fields["status"] not in ("enabled", "disabled"):
             raise bad_request("status must be enabled or disabled", "status")
@@ -102,16 +143,18 @@ def _apply(channel: Channel, fields: dict[str, Any], vault: Vault) -> None:
     if "timeout_s" in fields:
         timeout = fields["timeout_s"]
         if timeout is not None and (
-            not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0
+            not isinstance(timeout, int | float)
+            or isinstance(timeout, bool)
+            or not 0 < timeout <= TIMEOUT_MAX_S  # also refuses NaN
         ):
-            raise bad_request("timeout_s must be a positive number of seconds", "timeout_s")
+            raise bad_request(
+                f"timeout_s must be a number of seconds, above 0 and at most {TIMEOUT_MAX_S:g}", "timeout_s"
+            )
         channel.timeout_s = timeout
     if "test_model" in fields:
-        if not isinstance(fields["test_model"], str):
-            raise bad_request("test_model must be a string", "test_model")
-        channel.test_model = fields["test_model"]
+        channel.test_model = bounds.text(fields["test_model"], "test_model", MODEL_MAX)
     if "keys" in fields:
-        keys = _strings(fields["keys"], "keys")
+        keys = bounds.texts(fields["keys"], "keys", KEY_MAX)
         if not keys:
             raise bad_request("keys must hold at least one upstream key", "keys")
         if channel.id is not None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+from gateway.domain import bounds
 from gateway.domain.crypto import hash_secret, new_api_key, visible_prefix
 from gateway.domain.models import ApiKey, User, db
 from gateway.domain.pricing import micro_to_usd, usd_to_micro
@@ -21,6 +23,21 @@ LIMIT_FIELDS = (
     "max_concurrent",
 )
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+NAME_MAX = bounds.column_length(ApiKey.name)
+MODEL_MAX = 128  # as a price's model name
+NETWORK_MAX = 64  # the longest IPv6 CIDR is 43 characters
+FIELDS = (
+    "name",
+    "status",
+    "expires_at",
+    "spend_limit_usd",
+    "models",
+    "allowed_ips",
+    *LIMIT_FIELDS,
+)
+# the timestamps a key may expire at: DateTime columns and datetime.fromtimestamp agree on these
+EXPIRES_MIN = dt.datetime(1970, 1, 1)
+EXPIRES_MAX = dt.datetime(9999, 12, 31)
 
 
 @dataclass(slots=True, frozen=True)
@@ -105,33 +122,33 @@ def key_json(key: ApiKey) -> dict[str, Any]:
 def _parse_time(value: Any) -> dt.datetime | None:
     if value is None:
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value, dt.UTC).replace(tzinfo=None)
-    if isinstance(value, str):
-        try:
+    parsed = None
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            parsed = dt.datetime.fromtimestamp(value, dt.UTC).replace(tzinfo=None)
+        elif isinstance(value, str) and len(value) <= 64:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
             if parsed.tzinfo is not None:
                 parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-            return parsed
-    raise bad_request("expires_at must be an ISO 8601 time or a Unix timestamp", "expires_at")
+    except (ValueError, OverflowError, OSError):
+        parsed = None  # not a time, or beyond the years a datetime holds (1e20 seconds, NaN)
+    if parsed is None or not EXPIRES_MIN <= parsed <= EXPIRES_MAX:
+        raise bad_request(
+            "expires_at must be an ISO 8601 time or a Unix timestamp, from 1970 to 9999", "expires_at"
+        )
+    return parsed
 
 
-def _string_list(value: Any, param: str) -> list[str] | None:
+def _string_list(value: Any, param: str, max_length: int) -> list[str] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise bad_request(f"{param} must be a list of strings", param)
-    return value or None
+    return bounds.texts(value, param, max_length) or None
 
 
 def _apply(key: ApiKey, fields: dict[str, Any]) -> None:
+    bounds.only(fields, FIELDS, "key")
     if "name" in fields:
-        if not isinstance(fields["name"], str) or len(fields["name"]) > 128:
-            raise bad_request("name must be a string of at most 128 characters", "name")
-        key.name = fields["name"]
+        key.name = bounds.text(fields["name"], "name", NAME_MAX)
     if "status" in fields:
         if fields["status"] not in ("active", "disabled"):
             raise bad_request("status must be active or disabled", "status")
@@ -140,13 +157,13 @@ def _apply(key: ApiKey, fields: dict[str, Any]) -> None:
         key.expires_at = _parse_time(fields["expires_at"])
     if "spend_limit_usd" in fields:
         limit = fields["spend_limit_usd"]
-        key.spend_limit_micro_usd = None if limit is None else usd_to_micro(limit, "spend_limit_usd")
-        if key.spend_limit_micro_usd is not None and key.spend_limit_micro_usd < 0:
-            raise bad_request("spend_limit_usd cannot be negative", "spend_limit_usd")
+        key.spend_limit_micro_usd = (
+            None if limit is None else usd_to_micro(limit, "spend_limit_usd", low=Decimal(0))
+        )
     if "models" in fields:
-        key.models = _string_list(fields["models"], "models")
+        key.models = _string_list(fields["models"], "models", MODEL_MAX)
     if "allowed_ips" in fields:
-        networks = _string_list(fields["allowed_ips"], "allowed_ips")
+        networks = _string_list(fields["allowed_ips"], "allowed_ips", NETWORK_MAX)
         for network in networks or ():
             try:
                 ipaddress.ip_network(network, strict=False)
@@ -156,8 +173,8 @@ def _apply(key: ApiKey, fields: dict[str, Any]) -> None:
     for name in LIMIT_FIELDS:
         if name in fields:
             value = fields[name]
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise bad_request(f"{name} must be a positive integer or null", name)
+            if value is not None:
+                value = bounds.integer(value, name, 1, bounds.integer_range(getattr(ApiKey, name))[1])
             setattr(key, name, value)
 
 

@@ -11,11 +11,14 @@ from typing import Any
 
 from sqlalchemy import update
 
+from gateway.domain import bounds
 from gateway.domain.crypto import hash_secret
 from gateway.domain.models import LedgerEntry, Redemption, User, db, utcnow
 from gateway.neutral import GatewayError, bad_request
 
 KINDS = ("topup", "redemption", "charge", "refund", "adjustment")
+CODE_MAX = 128  # codes are "rh-" and 24 characters; anything far longer is not one
+REASON_MAX = 1000  # a TEXT column: bounded all the same
 
 
 def entry_json(entry: LedgerEntry) -> dict[str, Any]:
@@ -82,6 +85,7 @@ def redeem(user_id: int, code: Any) -> int:
     """Spend a code once; returns the amount credited. A second use finds the row already taken."""
     if not isinstance(code, str) or not code:
         raise bad_request("code is required", "code")
+    bounds.text(code, "code", CODE_MAX)
     code_hash = hash_secret(code.strip())
     # one UPDATE ... WHERE redeemed_by IS NULL decides the race: only one caller changes the row
     taken = db.session.execute(

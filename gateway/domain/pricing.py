@@ -13,10 +13,17 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
+from gateway.domain import bounds
 from gateway.domain.models import Group, Price, Setting, db, utcnow
 from gateway.neutral import Usage, bad_request
 
 MICRO = 1_000_000
+USD_PLACES = 6  # one micro-USD
+USD_MAX = Decimal(10**9)  # any one amount, in USD: far above a real price or top-up, far below BIGINT
+PRICE_MAX = Decimal(10**6)  # USD per million tokens or per request
+MULTIPLIER_MAX = Decimal(1000)
+MODEL_MAX = bounds.column_length(Price.model)
+GROUP_MAX = bounds.column_length(Group.name)
 PRICE_FIELDS = {
     "input_per_mtok_usd": "input_micro_per_mtok",
     "output_per_mtok_usd": "output_micro_per_mtok",
@@ -34,17 +41,12 @@ class PriceInfo:
     per_request_micro: int | None = None
 
 
-def usd_to_micro(value: Any, param: str) -> int:
-    """Exact conversion of a JSON number or decimal string of USD into integer micro-USD."""
+def usd_to_micro(value: Any, param: str, low: Decimal = -USD_MAX, high: Decimal = USD_MAX) -> int:
+    """Exact conversion of a JSON number or decimal string of USD into integer micro-USD: within
+    `low`..`high` and to the micro-USD, or a 400 naming `param` (never a rounding nobody asked for)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise bad_request(f"{param} must be a number of US dollars", param)
-    try:
-        micro = Decimal(str(value)) * MICRO
-    except InvalidOperation as exc:
-        raise bad_request(f"{param} must be a number of US dollars", param) from exc
-    if not micro.is_finite():
-        raise bad_request(f"{param} must be a finite number", param)
-    return int(micro.to_integral_value())
+    return int(bounds.decimal(value, param, low, high, USD_PLACES) * MICRO)
 
 
 def micro_to_usd(micro: int | None) -> float | None:
@@ -71,7 +73,20 @@ def cost_micro_usd(price: PriceInfo, usage: Usage, multiplier: Fraction = Fracti
 
 
 def parse_multiplier(text: str) -> Fraction:
-    return Fraction(Decimal(text))
+    """The stored decimal text as an exact fraction. Values out of range (stored before the API bounded
+    them) raise ValueError before any arithmetic, so a huge exponent cannot stall the catalog."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation as exc:
+        raise ValueError(f"group multiplier {text[:40]!r} is not a decimal") from exc
+    if not value.is_finite() or not 0 <= value <= MULTIPLIER_MAX or value.as_tuple().exponent < -30:
+        raise ValueError(f"group multiplier {text[:40]!r} is out of range 0..{MULTIPLIER_MAX}")
+    return Fraction(value)
+
+
+def model_name(model: Any, param: str = "model") -> str:
+    """A model name as prices and logs store it."""
+    return bounds.text(model, param, MODEL_MAX, 1)
 
 
 def price_json(price: Price) -> dict[str, Any]:
@@ -86,19 +101,15 @@ def price_json(price: Price) -> dict[str, Any]:
 
 
 def put_price(model: str, fields: dict[str, Any]) -> Price:
-    unknown = set(fields) - set(PRICE_FIELDS)
-    if unknown:
-        raise bad_request(f"unknown price fields: {', '.join(sorted(unknown))}")
+    model = model_name(model)
+    bounds.only(fields, PRICE_FIELDS, "price")
     price = db.session.get(Price, model) or Price(model=model)
     for name, column in PRICE_FIELDS.items():
         value = fields.get(name)
         if value is None:
             setattr(price, column, 0 if column in ("input_micro_per_mtok", "output_micro_per_mtok") else None)
             continue
-        micro = usd_to_micro(value, name)
-        if micro < 0:
-            raise bad_request(f"{name} cannot be negative", name)
-        setattr(price, column, micro)
+        setattr(price, column, usd_to_micro(value, name, Decimal(0), PRICE_MAX))
     price.updated_at = utcnow()
     db.session.add(price)
     db.session.commit()
@@ -106,6 +117,7 @@ def put_price(model: str, fields: dict[str, Any]) -> Price:
 
 
 def delete_price(model: str) -> bool:
+    model = model_name(model)
     price = db.session.get(Price, model)
     if price is None:
         return False
@@ -115,14 +127,10 @@ def delete_price(model: str) -> bool:
 
 
 def put_group(name: str, multiplier: Any) -> Group:
-    try:
-        value = Decimal(str(multiplier))
-    except InvalidOperation as exc:
-        raise bad_request("multiplier must be a decimal number", "multiplier") from exc
-    if not value.is_finite() or value < 0:
-        raise bad_request("multiplier must be a non-negative number", "multiplier")
+    name = bounds.text(name, "name", GROUP_MAX, 1)
+    value = bounds.decimal(multiplier, "multiplier", Decimal(0), MULTIPLIER_MAX, USD_PLACES)
     group = db.session.get(Group, name) or Group(name=name)
-    group.multiplier = str(value)
+    group.multiplier = format(value.normalize(), "f")  # "1.50" is "1.5", "1E+2" is "100"
     db.session.add(group)
     db.session.commit()
     return group
