@@ -102,6 +102,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages_bp)
     _wire_requests(app)
     _register_commands(app)
+    rt.writer.replay()  # what a killed process left in the journal, before anything is served
     rt.writer.start()
     rt.probe = gevent.spawn(probe.run_forever, rt)
     return app

@@ -108,9 +108,14 @@ class LocalWallets:
         """The balance changed outside the relay (a top-up, a redemption, an adjustment): read it again."""
         self._stored.pop(user_id, None)
 
-    def committed(self, charged: dict[int, int], balances: dict[int, int]) -> None:
-        """The writer committed these charges; `balances` are the users' balances read in that transaction."""
+    def committed(
+        self, charged: dict[int, int], balances: dict[int, int], dropped: dict[int, int] | None = None
+    ) -> None:
+        """The writer committed these charges; `balances` are the users' balances read in that transaction.
+        `dropped` charges were set aside unwritten: they leave the pending sum too."""
         for user_id, amount in charged.items():
+            self._pending[user_id] = self._pending.get(user_id, 0) - amount
+        for user_id, amount in (dropped or {}).items():
             self._pending[user_id] = self._pending.get(user_id, 0) - amount
         self._stored.update(balances)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -17,6 +18,7 @@ from gateway.config import Settings
 from gateway.domain import channels as channel_store
 from gateway.domain.crypto import Vault
 from gateway.domain.models import User, db
+from gateway.journal import Journal
 from gateway.limits import Limiter
 from gateway.routing import Router
 from gateway.upstream import Pools
@@ -43,7 +45,8 @@ class Runtime:
             health_window_s=settings.health_window_s,
         )
         self.pools = Pools()
-        self.writer = Writer(app.app_context, settings.flush_interval_s, self.wallets.committed)
+        journal = Journal(Path(settings.instance_dir) / "journal")
+        self.writer = Writer(app.app_context, settings.flush_interval_s, self.wallets.committed, journal)
         self.probe: Any = None
 
     def _load_balance(self, user_id: int) -> int:
