@@ -2,7 +2,8 @@
 
 Request and token windows use the `limits` library (sliding window counters) on a storage chosen by URI:
 `memory://` for one process, `redis://...` when `REDIS_URL` is set, so several processes share counts.
-Concurrency counts requests in flight in this process.
+Concurrency counts requests in flight: in this process, or with Redis across every process (each
+process writes its own count; a dead process's count lapses with its heartbeat).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.storage import storage_from_string
@@ -31,10 +33,20 @@ def _too_many(message: str, retry_after: float, code: str = "rate_limit_exceeded
 
 
 class Limiter:
-    def __init__(self, wallets: LocalWallets, storage_uri: str = "memory://") -> None:
+    def __init__(self, wallets: LocalWallets, storage_uri: str = "memory://", shared: Any = None) -> None:
         self._wallets = wallets
         self._limiter = SlidingWindowCounterRateLimiter(storage_from_string(storage_uri))
         self._inflight: dict[int, int] = {}
+        self._shared = shared
+        if shared is not None:
+            from gateway.shared import LUA_SUM
+
+            self._admit_shared = shared.redis.register_script(LUA_SUM + _LUA_ADMIT)
+            shared.on_lapse(self._push_all)
+
+    def _push_all(self) -> None:
+        for key_id, count in self._inflight.items():
+            self._shared.redis.hset(self._shared.key("c", key_id), f"c:{self._shared.proc}", count)
 
     def _retry_after(self, item: RateLimitItem, key_id: str) -> float:
         reset = self._limiter.get_window_stats(item, "key", key_id).reset_time
@@ -76,7 +88,16 @@ class Limiter:
             )
         if key.max_concurrent is not None:
             inflight = self._inflight.get(key.id, 0)
-            if inflight >= key.max_concurrent:
+            if self._shared is None:
+                full = inflight >= key.max_concurrent
+            else:
+                shared = self._shared
+                full = not self._admit_shared(
+                    keys=[shared.key("c", key.id)],
+                    args=[shared.alive_prefix, shared.proc, key.max_concurrent],
+                )
+                inflight = self._inflight.get(key.id, 0)  # the script yielded: read it again
+            if full:
                 raise _too_many(
                     f"Too many requests in flight for this API key (at most {key.max_concurrent}).", 1
                 )
@@ -91,6 +112,8 @@ class Limiter:
         key = admission.key
         if key.max_concurrent is not None:
             self._inflight[key.id] = max(0, self._inflight.get(key.id, 1) - 1)
+            if self._shared is not None:
+                self._shared.redis.hincrby(self._shared.key("c", key.id), f"c:{self._shared.proc}", -1)
         if tokens:
             self._wallets.add_tokens(key, tokens)
             if key.tokens_per_minute is not None:
@@ -101,3 +124,11 @@ class Limiter:
                     remaining = self._limiter.get_window_stats(item, "tpm", key.counter_id).remaining
                     if remaining > 0:
                         self._limiter.hit(item, "tpm", key.counter_id, cost=remaining)
+
+
+# KEYS: the key's concurrency hash. ARGV: alive prefix, proc, the limit. Counts move by increments.
+_LUA_ADMIT = """
+if alive_sum(KEYS[1], ARGV[1], {['c:'] = true}) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[2], 1)
+return 1
+"""

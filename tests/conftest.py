@@ -26,6 +26,7 @@ from typing import Any
 import openai
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from tests.fake_upstream import FakeUpstream
 
@@ -303,3 +304,26 @@ def fresh_upstream() -> Iterator[FakeUpstream]:
     fake = FakeUpstream("own").start()
     yield fake
     fake.stop()
+
+
+def scratch_database(backend: str, tmp: Path, name: str) -> str:
+    """A database of the test's own, emptied: SQLite in `tmp`, or PostgreSQL database `name` (created on the
+    server of `PG_URL` when missing), so a test that starts its own gateways never touches the shared one."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp / (name + '.db')}"
+    if not _postgres_available(PG_URL):
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is not reachable at {PG_URL} (CI=true: a missing service is a failure)")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
+    url = make_url(PG_URL)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+            if exists is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    own = url.set(database=name).render_as_string(hide_password=False)
+    _reset_postgres(own)
+    return own
