@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 import gevent
-from flask import Flask, Request, Response, g, jsonify, request
+from flask import Flask, Request, Response, g, has_request_context, jsonify, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_migrate import Migrate, upgrade
 from sqlalchemy import event
@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from console.api import bp as api_bp
+from console.api import signin
 from console.pages import bp as pages_bp
 from gateway import __version__, probe
 from gateway.config import PROJECT_ROOT, Settings, instance_secret, settings_from_env
@@ -52,13 +53,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class ConsoleSessions(SecureCookieSessionInterface):
-    """Console sessions for everything but the relay: API-key requests never read the session cookie."""
+    """Console sessions for everything but the relay: API-key requests never read the session cookie.
+
+    The cookie is `Secure` when the request came over HTTPS, so a browser never sends it back in clear;
+    `X-Forwarded-Proto` counts only from `TRUSTED_PROXIES`, since any client may send that header."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         path = request.environ.get("PATH_INFO", "")
         if path.startswith(RELAY_PREFIXES):
             return None  # Flask then uses a null session, and saves nothing
         return super().open_session(app, request)
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        if super().get_cookie_secure(app):
+            return True
+        trusted = app.extensions["relayhouse"].settings.trusted_proxies
+        return has_request_context() and signin.is_https(request.environ, trusted)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -102,7 +112,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages_bp)
     _wire_requests(app)
     _register_commands(app)
-    rt.writer.replay()  # what a killed process left in the journal, before anything is served
     rt.writer.start()
     rt.probe = gevent.spawn(probe.run_forever, rt)
     return app
