@@ -27,7 +27,7 @@ class Settings:
     retry_attempts: int = 3
     flush_interval_s: float = 1.0
     max_body_mb: int = 32
-    auto_disable_after: int = 5
+    auto_disable_after: int = 10
     probe_interval_s: float = 60.0
     default_timeout_s: float = 300.0
     allow_free_models: bool = False
