@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
-from gateway import adaptors, sse, tokens, upstream
+from gateway import accesslog, adaptors, sse, tokens, upstream
 from gateway.auth import authenticate
 from gateway.billing import Hold
 from gateway.catalog import ChannelInfo, UpstreamKey
@@ -90,35 +90,37 @@ class Ticket:
         rt.limiter.release(self.admission, usage.total_tokens if usage else 0)
         channel = self.channel
         rt.writer.record(
-            Record(
-                request_id=self.request_id,
-                user_id=self.key.user_id,
-                key_id=self.key.id,
-                channel_id=channel.id if channel else None,
-                endpoint=self.call.endpoint,
-                model=self.call.model,
-                upstream_model=channel.upstream_model(self.call.model) if channel else "",
-                stream=self.call.stream,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-                cached_tokens=usage.cached_tokens if usage else 0,
-                cost_micro_usd=cost,
-                usage_source=usage.source if usage else "upstream",
-                latency_ms=self.elapsed_ms(),
-                ttft_ms=self.ttft_ms,
-                status=status,
-                error=error[:1000],
-                attempts=self.attempts,
-                failed_channels=self.failed,
-                channel_ok=self.channel_ok,
+            accesslog.noted(
+                Record(
+                    request_id=self.request_id,
+                    user_id=self.key.user_id,
+                    key_id=self.key.id,
+                    channel_id=channel.id if channel else None,
+                    endpoint=self.call.endpoint,
+                    model=self.call.model,
+                    upstream_model=channel.upstream_model(self.call.model) if channel else "",
+                    stream=self.call.stream,
+                    prompt_tokens=usage.prompt_tokens if usage else 0,
+                    completion_tokens=usage.completion_tokens if usage else 0,
+                    cached_tokens=usage.cached_tokens if usage else 0,
+                    cost_micro_usd=cost,
+                    usage_source=usage.source if usage else "upstream",
+                    latency_ms=self.elapsed_ms(),
+                    ttft_ms=self.ttft_ms,
+                    status=status,
+                    error=error[:1000],
+                    attempts=self.attempts,
+                    failed_channels=self.failed,
+                    channel_ok=self.channel_ok,
+                )
             )
         )
 
     def estimate(self, completion_text: str | None) -> Usage:
-        """Usage counted here when the upstream reported none: the prompt, plus the text delivered."""
-        prompt = tokens.count_prompt(self.call.model, self.call.endpoint, self.call.body)
-        completion = tokens.count(self.call.model, completion_text or "")
-        return Usage(prompt, completion, 0, "estimated")
+        """Usage counted here when the upstream reported none: the prompt, plus the text delivered (a long
+        count runs off the event loop)."""
+        call, text = self.call, completion_text or ""
+        return tokens.estimate_usage(call.model, call.endpoint, call.body, text, len(call.raw) + len(text))
 
 
 def handle(rt: Runtime, frontend: Frontend, endpoint: str, inbound: Inbound, request_id: str) -> Reply:
@@ -147,18 +149,20 @@ def handle(rt: Runtime, frontend: Frontend, endpoint: str, inbound: Inbound, req
     except GatewayError as err:
         if key is not None:  # refused before any upstream call: logged, never charged
             rt.writer.record(
-                Record(
-                    request_id,
-                    key.user_id,
-                    key.id,
-                    None,
-                    endpoint,
-                    call.model if call else "",
-                    stream=bool(call and call.stream),
-                    status=err.status,
-                    error=err.message,
-                    latency_ms=int((time.perf_counter() - started) * 1000),
-                    attempts=0,
+                accesslog.noted(
+                    Record(
+                        request_id,
+                        key.user_id,
+                        key.id,
+                        None,
+                        endpoint,
+                        call.model if call else "",
+                        stream=bool(call and call.stream),
+                        status=err.status,
+                        error=err.message,
+                        latency_ms=int((time.perf_counter() - started) * 1000),
+                        attempts=0,
+                    )
                 )
             )
         reply = frontend.render_error(err)
@@ -216,8 +220,8 @@ def _price(rt: Runtime, key: KeyInfo, call: Call) -> tuple[PriceInfo, Fraction]:
 
 
 def _estimated_cost(rt: Runtime, call: Call, price: PriceInfo, multiplier: Fraction) -> int:
-    # cheap upper-ish bound, no tokenizer on the hot path: a token is rarely shorter than 3 bytes of JSON
-    prompt = len(call.raw) // 3 + 1
+    # cheap upper-ish bound, no tokenizer on the hot path; images count as their allowance, not their bytes
+    prompt = tokens.reserve_prompt_tokens(call.endpoint, call.body, len(call.raw))
     output = 0
     if call.endpoint in ("chat", "completions"):
         output = call.max_output_tokens or rt.settings.default_output_reserve_tokens

@@ -6,6 +6,11 @@ URL, checking the file's SHA-256 against the hash it expects. We put the shipped
 tiktoken looks, so its own integrity check still runs and it never reaches for the network. Encodings load
 on first use only (each costs tens of MB): they are needed only when an upstream reports no usage, or a
 stream is cut before its usage arrives.
+
+Counting never stalls the event loop: a count over more than `INLINE_CHARS` of text runs on gevent's native
+thread pool (`estimate_usage`). tiktoken's Rust core releases the GIL while it encodes, but not while it
+builds the Python list of token ids (some 300 ms for a 30 MB prompt), so a long text is encoded in pieces
+of `PIECE_CHARS`, cut at a space, and each piece's list is dropped at once: the GIL is never held for long.
 """
 
 from __future__ import annotations
@@ -19,12 +24,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import gevent
 import tiktoken
+
+from gateway.neutral import Usage
 
 O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss")
 TOKENS_PER_MESSAGE = 3  # OpenAI's cookbook figure for chat formatting overhead
 TOKENS_PER_REPLY = 3
 ENCODING_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"  # tiktoken's cache key
+INLINE_CHARS = 32_768  # about a millisecond of encoding: less is counted on the event loop itself
+PIECE_CHARS = 262_144  # a few milliseconds of GIL for each piece's list of token ids
 
 
 def _seed_cache(name: str) -> None:
@@ -56,7 +66,20 @@ def encoding_for(model: str) -> Any:
 
 
 def count(model: str, text: str) -> int:
-    return len(encoding_for(model).encode(text, disallowed_special=())) if text else 0
+    if not text:
+        return 0
+    encode = encoding_for(model).encode
+    if len(text) <= PIECE_CHARS:
+        return len(encode(text, disallowed_special=()))
+    total, start = 0, 0
+    while start < len(text):
+        end = start + PIECE_CHARS
+        if end < len(text):  # cut before a space, where tokens split anyway: the sum is (nearly) exact
+            space = text.rfind(" ", start + PIECE_CHARS // 2, end)
+            end = space if space > 0 else end
+        total += len(encode(text[start:end], disallowed_special=()))
+        start = end
+    return total
 
 
 def _text_of(value: Any) -> str:
@@ -101,3 +124,52 @@ def count_prompt(model: str, endpoint: str, body: dict[str, Any]) -> int:
             return sum(len(x) for x in data)
         return count(model, _text_of(data))
     return count(model, _text_of(body.get("input")))
+
+
+def estimate_usage(model: str, endpoint: str, body: dict[str, Any], completion_text: str, size: int) -> Usage:
+    """The usage of a request whose upstream reported none: its prompt plus the text delivered. `size` (the
+    request's bytes plus the text's length) decides whether the count leaves the event loop."""
+    if size <= INLINE_CHARS:
+        return _usage(model, endpoint, body, completion_text)
+    return gevent.get_hub().threadpool.apply(_usage, (model, endpoint, body, completion_text))
+
+
+def _usage(model: str, endpoint: str, body: dict[str, Any], completion_text: str) -> Usage:
+    return Usage(count_prompt(model, endpoint, body), count(model, completion_text), 0, "estimated")
+
+
+def reserve_prompt_tokens(endpoint: str, body: dict[str, Any], raw_bytes: int) -> int:
+    """An upper-ish bound on a request's prompt tokens, cheap enough for every request (no tokenizer): a
+    token is rarely shorter than 3 bytes of JSON text. An image's bytes are no measure of its tokens, so an
+    image part counts as its allowance instead (`image_parts`)."""
+    image_bytes, image_tokens = image_parts(body) if endpoint == "chat" else (0, 0)
+    return (raw_bytes - image_bytes) // 3 + 1 + image_tokens
+
+
+# OpenAI's vision pricing: a high-detail image is scaled to fit 2048 x 2048, then its shorter side to 768,
+# and costs 85 tokens plus 170 per 512-pixel tile; at most 2 x 4 tiles (768 x 2048), so 1,445 tokens.
+# A low-detail image costs 85 whatever its size.
+IMAGE_TOKENS_HIGH = 85 + 170 * 8
+IMAGE_TOKENS_LOW = 85
+
+
+def image_parts(body: dict[str, Any]) -> tuple[int, int]:
+    """The characters of a chat's image parts (their URLs, often base64 data) and their token allowance."""
+    chars = allowance = 0
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return 0, 0
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "image_url":
+                continue
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            detail = image.get("detail") if isinstance(image, dict) else None
+            if isinstance(url, str):
+                chars += len(url)
+            allowance += IMAGE_TOKENS_LOW if detail == "low" else IMAGE_TOKENS_HIGH
+    return chars, allowance
