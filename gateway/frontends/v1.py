@@ -96,7 +96,12 @@ class RelayRoutes:
 def _preflight(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
     asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
     allowed = asked if asked and "\r" not in asked and "\n" not in asked else "Authorization, Content-Type"
-    headers = [*PREFLIGHT_HEADERS, ("Access-Control-Allow-Headers", allowed), ("Content-Length", "0")]
+    headers = [
+        *PREFLIGHT_HEADERS,
+        ("Access-Control-Allow-Headers", allowed),
+        ("X-Request-Id", new_request_id()),
+        ("Content-Length", "0"),
+    ]
     start_response("204 No Content", headers)
     return []
 
