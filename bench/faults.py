@@ -471,6 +471,8 @@ class Audit:
 
     def failures(self) -> list[str]:
         reasons = []
+        if not self.answered:  # a run where everything failed would otherwise "pass" on empty sums
+            reasons.append("no request was answered, so the run proves nothing")
         if not self.log_cost == self.charges == -self.wallet_change:
             reasons.append(
                 f"costs {self.log_cost}, charges {self.charges}, wallet fall {-self.wallet_change} differ"
