@@ -71,9 +71,8 @@ class Journal:
     # -- the hot path --------------------------------------------------------------------------------
     def append(self, line: bytes) -> None:
         """One whole line per call: a single write(2) of a regular file is not torn by a process kill."""
-        if self._fd is None:
-            self._open_segment()
-        os.write(self._fd, line)  # type: ignore[arg-type]  # opened just above
+        fd = self._fd if self._fd is not None else self._open_segment()
+        os.write(fd, line)
 
     # -- a flush -------------------------------------------------------------------------------------
     def rotate(self) -> None:
@@ -114,12 +113,13 @@ class Journal:
             self._lock_fd = None
         self.slot = None
 
-    def _open_segment(self) -> None:
+    def _open_segment(self) -> int:
         if self.slot is None:
             raise RuntimeError("Journal.open() must take a slot before records are appended")
         self._counter += 1
         self._path = self.slot / f"{time.time_ns():020d}-{self._counter:06d}{SUFFIX}"
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        return self._fd
 
 
 def read_lines(segments: list[Path]) -> Iterator[bytes]:

@@ -161,7 +161,7 @@ class Writer:
         # (charged per user, their balances after the commit, charges per user set aside unwritten)
         self._on_committed = on_committed
         self._journal = journal if interval_s > 0 else None  # write-through has nothing to lose
-        self._journaling = False  # set once `replay` has taken a journal slot
+        self._open_journal: Journal | None = None  # the journal, once `replay` has taken a slot in it
         self._journal_broken = False
         self._queue: list[Record] = []
         self._wake = Event()
@@ -176,12 +176,12 @@ class Writer:
         self._queue.append(record)
         if self.interval_s <= 0:
             self.flush()
-        elif self._journaling:
-            self._journal_line(record)
+        elif self._open_journal is not None:
+            self._journal_line(self._open_journal, record)
 
-    def _journal_line(self, record: Record) -> None:
+    def _journal_line(self, journal: Journal, record: Record) -> None:
         try:
-            self._journal.append(record.to_json() + b"\n")  # type: ignore[union-attr]  # set with _journaling
+            journal.append(record.to_json() + b"\n")
             self._journal_broken = False
         except OSError:  # a full disk must not fail the request: it is answered, and still queued
             if not self._journal_broken:
@@ -198,7 +198,7 @@ class Writer:
         if self._journal is None:
             return {}
         segments = self._journal.open()
-        self._journaling = True
+        self._open_journal = self._journal
         records: dict[str, Record] = {}
         unreadable = 0
         for line in read_lines(segments):
@@ -242,9 +242,9 @@ class Writer:
             self._greenlet = None
         while self._queue:
             self.flush()
-        if self._journaling and self._journal is not None:
-            self._journaling = False
-            self._journal.close()
+        if self._open_journal is not None:
+            self._open_journal.close()
+            self._open_journal = None
 
     def flush(self, threads: ThreadPool | None = None) -> int:
         """Write what is queued now, in transactions of at most BATCH_ROWS records. Records that arrive
@@ -257,7 +257,7 @@ class Writer:
         The journal segments that hold these records are deleted only once every one is written.
         """
         pending, self._queue = self._queue, []
-        journal = self._journal if self._journaling else None
+        journal = self._open_journal
         if journal is not None:
             journal.rotate()
         sync = journal is not None
