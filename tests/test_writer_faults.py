@@ -178,9 +178,12 @@ def test_an_outage_keeps_every_record_queued_in_order(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="ledger"):
         rt.writer.flush()
     assert [r.request_id for r in rt.writer._queue] == [f"req_out_{i}" for i in range(1, 5)]
+    journal = tmp_path / "journal"
+    assert len(b"".join(p.read_bytes() for p in journal.rglob("*.jsonl")).splitlines()) == 4  # kept
     with sqlite3.connect(path) as conn:
         conn.execute("ALTER TABLE ledger_away RENAME TO ledger")
     assert rt.writer.flush() == 4
+    assert not list(journal.rglob("*.jsonl"))  # written: the journal lets go of them
     with app.app_context():
         from gateway.domain.models import DeadLetter, UsageLog, User, db
 
