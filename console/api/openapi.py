@@ -497,7 +497,12 @@ PATH_PARAMS = {
     "user_id": path("user_id", ID),
     "key_id": path("key_id", ID),
     "channel_id": path("channel_id", ID),
-    "model": path("model", MODEL, "The model name; it may contain `/`."),
+    # Flask's <path:...> matches no line break and no leading `/`
+    "model": path(
+        "model",
+        MODEL | {"pattern": "^[^/\\u0000-\\u001f][^\\u0000-\\u001f]*$"},
+        "The model name; it may contain `/`.",
+    ),
     "name": path(
         "name", text(pricing.GROUP_MAX, min_length=1) | {"pattern": "^[^/\\u0000]+$"}, "The group name."
     ),
