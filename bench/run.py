@@ -1177,6 +1177,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="port of the fake upstream (default: free port; 18000 with --gateway-url)",
     )
     p.add_argument("--json", metavar="FILE", help="also write all figures as JSON")
+    p.add_argument("--access-log", choices=("off", "text", "json"), help="the gateway's ACCESS_LOG")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, gateway database)")
     args = p.parse_args(argv)
     try:
@@ -1210,6 +1211,8 @@ def _sigterm(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
+    if args.access_log:  # the gateway started below reads it from the environment
+        os.environ["ACCESS_LOG"] = args.access_log
     nofile = raise_nofile()
     if args.streams and nofile < args.streams * 2 + 256:
         log(f"warning: open-file limit {nofile} may be too low for {args.streams} streams")
