@@ -345,7 +345,9 @@ def exchange(
         return status, request_id, False, type(err).__name__
 
 
-def _read_chunked(reader: Any, status: int, request_id: str, hang_up_after: int | None) -> tuple:
+def _read_chunked(
+    reader: Any, status: int, request_id: str, hang_up_after: int | None
+) -> tuple[int, str, bool, str]:
     data = b""
     while True:
         size_line = reader.readline()
