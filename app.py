@@ -5,19 +5,24 @@ if __name__ == "__main__":  # gevent must patch the standard library before anyt
 
     monkey.patch_all()
 
+import errno
 import logging
 import os
 import resource
 import signal
+import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 import gevent
+import sqlalchemy.exc
 from flask import Flask, Request, Response, g, has_request_context, jsonify, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_migrate import Migrate, upgrade
+from gevent.pywsgi import WSGIServer
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
@@ -25,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 from console.api import bp as api_bp
 from console.api import signin
 from console.pages import bp as pages_bp
-from gateway import __version__, probe
+from gateway import __version__, workers
 from gateway.config import PROJECT_ROOT, Settings, instance_secret, settings_from_env
 from gateway.domain import accounts
 from gateway.domain.crypto import Vault
@@ -37,8 +42,10 @@ from gateway.frontends.v1 import bp as v1_bp
 from gateway.neutral import GatewayError, new_request_id
 from gateway.runtime import Runtime
 from gateway.serving import make_server
+from gateway.setup import StartupError, database_error, setup_lock
 
 log = logging.getLogger("relayhouse")
+LISTEN_FD = "RELAYHOUSE_LISTEN_FD"  # a worker serves the socket its supervisor bound
 MIGRATIONS = str(PROJECT_ROOT / "gateway" / "migrations")
 
 
@@ -91,20 +98,36 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     db.init_app(app)
     Migrate(app, db, directory=MIGRATIONS)
-    vault = Vault(instance_secret(settings.instance_dir, "channel.key", Vault.generate_key))
+    try:
+        vault = Vault(
+            settings.channel_key or instance_secret(settings.instance_dir, "channel.key", Vault.generate_key)
+        )
+    except ValueError:
+        raise StartupError(
+            "CHANNEL_KEY (or instance/channel.key) is not a valid key: it must be 32 url-safe base64-encoded "
+            "bytes, as `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())'` "
+            "prints."
+        ) from None
     rt = Runtime(app, settings, vault)
     app.extensions["relayhouse"] = rt
 
     with app.app_context():
-        upgrade(directory=MIGRATIONS)
-        generated = accounts.ensure_root(settings.admin_password)
+        with setup_lock(settings.database_url):  # one process at a time migrates and creates root
+            upgrade(directory=MIGRATIONS)
+            generated = accounts.ensure_root(settings.admin_password)
         if generated:
             print(
                 f"Relayhouse created the root admin: username 'root', password '{generated}' "
                 "(shown once; change it with: flask --app app reset-password root)",
                 flush=True,
             )
-        rt.catalog.reload()
+        try:
+            rt.catalog.reload()
+        except ValueError as exc:  # the stored upstream keys were encrypted with another key
+            raise StartupError(
+                f"{exc}. Every process on this database needs the same key: copy instance/channel.key "
+                "from the first one, or set CHANNEL_KEY to it on all of them."
+            ) from None
 
     app.wsgi_app = RelayRoutes(rt, app.wsgi_app)  # type: ignore[method-assign]
     app.register_blueprint(v1_bp)
@@ -112,8 +135,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages_bp)
     _wire_requests(app)
     _register_commands(app)
-    rt.writer.start()
-    rt.probe = gevent.spawn(probe.run_forever, rt)
+    rt.wallets.replayed(rt.writer.replay())  # what a killed process left in its journal, before serving
+    rt.start()
     return app
 
 
@@ -192,13 +215,51 @@ def _register_commands(app: Flask) -> None:
 
 
 def serve() -> None:
+    """`python app.py`: one server process, or with `WORKERS=N` a supervisor of N of them."""
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        settings = settings_from_env()
+        inherited = os.environ.get(LISTEN_FD)
+        if inherited:
+            listener = socket.socket(fileno=int(inherited))
+        else:
+            listener = listen(settings)
+        if settings.workers > 1 and not inherited:
+            raise SystemExit(workers.supervise(settings, listener, LISTEN_FD))
+        serve_one(settings, listener)
+    except StartupError as err:
+        print(f"Relayhouse cannot start: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(workers.STARTUP_FAILED) from None
+    except sqlalchemy.exc.SQLAlchemyError as err:
+        print(
+            f"Relayhouse cannot start: {database_error(settings_from_env(), err)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(workers.STARTUP_FAILED) from None
+
+
+def listen(settings: Settings) -> socket.socket:
+    """Bind the port before anything else, so that a port in use is one clear line, not a traceback."""
+    try:
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        return WSGIServer.get_listener((settings.host, settings.port), family=family)
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"port {settings.port} on {settings.host} is already in use: stop the program that holds it, "
+                "or set PORT to another port."
+            ) from None
+        raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {err.strerror}.") from None
+
+
+def serve_one(settings: Settings, listener: socket.socket) -> None:
     app = create_app()
     rt: Runtime = app.extensions["relayhouse"]
-    server = make_server(app, rt.settings.host, rt.settings.port)
+    server = make_server(app, settings.host, settings.port, listener=listener)
 
     def shutdown() -> None:
         log.info("stopping: finishing requests in flight, then flushing logs")
@@ -207,8 +268,8 @@ def serve() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, gevent.spawn, shutdown)
     print(
-        f"Relayhouse {__version__} listening on http://{rt.settings.host}:{rt.settings.port} "
-        f"(started {time.strftime('%H:%M:%S')})",
+        f"Relayhouse {__version__} listening on http://{settings.host}:{settings.port} "
+        f"(process {os.getpid()}, started {time.strftime('%H:%M:%S')})",
         flush=True,
     )
     try:
