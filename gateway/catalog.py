@@ -6,6 +6,7 @@ use, then cached until a change forgets them).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -18,6 +19,7 @@ from gateway.domain.keys import KeyInfo, load_key_info
 from gateway.domain.models import Channel, ChannelKey, Group, Price, Setting, db
 from gateway.domain.pricing import PriceInfo, parse_multiplier
 
+log = logging.getLogger("relayhouse.catalog")
 NEGATIVE_TTL_S = 10.0
 
 
@@ -57,7 +59,7 @@ class Snapshot:
     # (group, model) pairs served by some channel in any state: known models, for 404 versus 503
     known: set[tuple[str, str]] = field(default_factory=set)
     prices: dict[str, PriceInfo] = field(default_factory=dict)
-    multipliers: dict[str, Fraction] = field(default_factory=dict)
+    multipliers: dict[str, Fraction | None] = field(default_factory=dict)  # None: invalid, refused
     settings: dict[str, Any] = field(default_factory=dict)
 
     def models_for(self, group: str) -> list[str]:
@@ -128,7 +130,11 @@ class Catalog:
                 price.per_request_micro,
             )
         for group in db.session.scalars(db.select(Group)):
-            snap.multipliers[group.name] = parse_multiplier(group.multiplier)
+            try:
+                snap.multipliers[group.name] = parse_multiplier(group.multiplier)
+            except ValueError as exc:  # stored before the API bounded it: refuse that group's requests
+                log.error("%s; requests of group %r are refused until an admin fixes it", exc, group.name)
+                snap.multipliers[group.name] = None
         for setting in db.session.scalars(db.select(Setting)):
             snap.settings[setting.key] = setting.value
         db.session.rollback()

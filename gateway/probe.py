@@ -15,7 +15,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import gevent
 import orjson
 
 from gateway import adaptors, upstream
@@ -153,11 +152,3 @@ def probe_once(rt: Runtime) -> int:
             log.info("probe: %d channel(s) or key(s) answered", answered)
     return answered
 
-
-def run_forever(rt: Runtime) -> None:
-    while True:
-        gevent.sleep(rt.settings.probe_interval_s)
-        try:
-            probe_once(rt)
-        except Exception:
-            log.exception("probe round failed")

@@ -20,7 +20,7 @@ from gateway.catalog import ChannelInfo, UpstreamKey
 from gateway.domain.keys import KeyInfo
 from gateway.domain.pricing import PriceInfo, cost_micro_usd
 from gateway.limits import Admission
-from gateway.neutral import Call, GatewayError, Reply, Usage, redacted
+from gateway.neutral import Call, GatewayError, Reply, Usage, redact_secret, redacted
 from gateway.writer import Record
 
 if TYPE_CHECKING:
@@ -216,7 +216,15 @@ def _price(rt: Runtime, key: KeyInfo, call: Call) -> tuple[PriceInfo, Fraction]:
                 "model",
             )
         price = FREE
-    return price, snap.multipliers.get(key.group, Fraction(1))
+    multiplier = snap.multipliers.get(key.group, Fraction(1))
+    if multiplier is None:
+        raise GatewayError(
+            503,
+            "The price multiplier of your group is invalid; an admin must correct it.",
+            "server_error",
+            "group_multiplier_invalid",
+        )
+    return price, multiplier
 
 
 def _estimated_cost(rt: Runtime, call: Call, price: PriceInfo, multiplier: Fraction) -> int:
@@ -285,7 +293,7 @@ def _attempt(t: Ticket, adaptor: adaptors.Adaptor, channel: ChannelInfo, key: Up
             ) from None
         t.ttft_ms = t.elapsed_ms()
         t.channel_ok = True
-        body = StreamBody(t, events, _stream(t, adaptor, first, events))
+        body = StreamBody(t, events, _stream(t, adaptor, first, events, key.secret))
         return Reply(200, list(STREAM_HEADERS), body)
     body, usage = adaptor.parse_response(t.call, upstream.read_body(response))
     t.channel_ok = True
@@ -294,8 +302,11 @@ def _attempt(t: Ticket, adaptor: adaptors.Adaptor, channel: ChannelInfo, key: Up
     return Reply(200, list(JSON_HEADERS), body)
 
 
-def _stream(t: Ticket, adaptor: adaptors.Adaptor, first: bytes, events: Iterator[bytes]) -> Iterator[bytes]:
-    """Forward each event as it arrives; settle from the upstream's usage, or from what was delivered."""
+def _stream(
+    t: Ticket, adaptor: adaptors.Adaptor, first: bytes, events: Iterator[bytes], secret: str
+) -> Iterator[bytes]:
+    """Forward each event as it arrives; settle from the upstream's usage, or from what was delivered. An
+    error event the upstream sends mid-way may quote its key: such events are redacted first."""
     usage: Usage | None = None
     delivered: list[bytes] = []
     status, error = 200, ""
@@ -312,13 +323,15 @@ def _stream(t: Ticket, adaptor: adaptors.Adaptor, first: bytes, events: Iterator
                 if not wants_usage and (b'"choices":[]' in payload or b'"choices": []' in payload):
                     payload = next(events)
                     continue  # the gateway asked for this chunk, the client did not
+            if b'"error"' in payload:
+                payload = redact_secret(payload.decode("utf-8", "replace"), secret).encode()
             delivered.append(payload)
             yield sse.frame(payload)
             payload = next(events)
     except StopIteration:
         pass  # some servers end without [DONE]; the stream is still whole
     except GatewayError as err:
-        status, error = 502, f"The upstream stream broke off: {err.message}"
+        status, error = 502, f"The upstream stream broke off: {redact_secret(err.message, secret)}"
         body = {
             "error": {"message": error, "type": "server_error", "param": None, "code": "upstream_stream_cut"}
         }

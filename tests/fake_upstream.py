@@ -102,6 +102,7 @@ class Behaviour:
     retry_after: str | None = "1"
     fail_key: str | None = None
     strict_models: bool = False
+    error_event: dict[str, Any] | None = None
 
 
 _KNOBS = {f.name for f in dataclasses.fields(Behaviour)}
@@ -636,6 +637,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if not self._event(piece):
                 return
+        if beh.error_event is not None:  # an error event where the stream's end should be, then [DONE]
+            for event in [beh.error_event, "[DONE]"]:
+                if not self._event(event):
+                    return
+            self.wfile.write(b"0\r\n\r\n")
+            fake._stream_finished(self.rec, cut_by_client=False)
+            return
         if beh.cut_after_chunks is not None:  # cut after min(N, chunks) content chunks
             self._cut()
             return
@@ -780,6 +788,8 @@ class FakeUpstream:
             date); None sends none.
         fail_key (str): the failure knobs apply only to requests with `Authorization: Bearer <it>`; others
             are answered normally (one key of a channel rate limited, the others not).
+        error_event (dict): in a stream, send this event after the content chunks instead of the finish
+            chunk and usage, then [DONE] (as servers report a failure that came up mid-stream).
         strict_models (bool): refuse what api.openai.com refuses per model (`model_refusal`): a chat with an
             embedding or moderation model, a completion with a chat model, `max_tokens` for a reasoning
             model (o1, o3, o4, gpt-5).

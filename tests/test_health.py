@@ -308,3 +308,24 @@ def test_no_form_of_the_upstream_key_reaches_anyone(
         assert "Key trouble" in health["last_error"]
         assert_no_key(health["last_error"] + health["status_reason"], secret)  # the key's hint is by design
     assert_no_key(gateway.server_log(), secret)
+
+
+def test_an_error_event_in_the_middle_of_a_stream_quotes_no_key(
+    gateway: Gateway, fresh_upstream: FakeUpstream
+) -> None:
+    secret = "sk-proj-" + secrets.token_hex(12) + "QzXw"
+    model = "rd-" + secrets.token_hex(4)
+    message = "Key trouble: " + ", ".join(key_forms(secret)) + "."
+    fresh_upstream.behave(error_event={"error": {"message": message, "type": "server_error", "code": None}})
+    gateway.channel(fresh_upstream, [model], keys=[secret])
+    gateway.price(model)
+    key = gateway.key(gateway.user(10))
+    reply = http(
+        "POST",
+        gateway.v1 + "/chat/completions",
+        {"model": model, "messages": HI, "stream": True},
+        {"Authorization": f"Bearer {key['key']}"},
+    )
+    text = reply.raw.decode()
+    assert reply.status == 200 and "Key trouble" in text and "[redacted]" in text and "[DONE]" in text
+    assert_no_key(text, secret)

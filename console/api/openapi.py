@@ -231,7 +231,7 @@ SCHEMAS: dict[str, Schema] = {
         started_at=TIME,
         uptime_seconds=INT,
         database=typed("string", enum=["ok", "error"]),
-        channels=record("Channel counts.", total=INT, enabled=INT, auto_disabled=INT),
+        channels=record("Channel counts.", total=INT, enabled=INT, half_open=INT, auto_disabled=INT),
     ),
     "Login": fields(
         "Console credentials. After 5 failed logins of one username (or 20 from one address) within 15 "
@@ -313,7 +313,12 @@ SCHEMAS: dict[str, Schema] = {
         groups=STRINGS,
         priority=INT,
         weight=INT,
-        status=typed("string", "auto_disabled: by the relay after failures.", enum=list(channels.STATUSES)),
+        status=typed(
+            "string",
+            "auto_disabled: by the relay, when its failure rate over a window trips; half_open: answering "
+            "again, on trial with a little traffic until a few successes make it enabled.",
+            enum=list(channels.STATUSES),
+        ),
         status_reason=STR,
         timeout_s=nullable("number"),
         test_model=STR,
@@ -332,8 +337,9 @@ SCHEMAS: dict[str, Schema] = {
         model=text(channels.MODEL_MAX, "Default: test_model, else the first model.", min_length=1),
     ),
     "ChannelTestResult": record(
-        "One tiny chat completion (`max_tokens: 1`) sent through the channel with its first key. A success "
-        "brings an auto-disabled channel back.",
+        "One tiny request to the endpoint the model serves (chat, completions, embeddings or moderations) "
+        "through the channel with its first key. A success puts an auto-disabled channel on trial "
+        "(half_open).",
         ok=typed("boolean"),
         status=nullable("integer", "The upstream's HTTP status, or the gateway's for a transport failure."),
         error=nullable("string"),

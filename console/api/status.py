@@ -31,6 +31,7 @@ def status():  # noqa: ANN201
         channels={
             "total": len(channels),
             "enabled": sum(1 for c in channels if c.status == "enabled"),
+            "half_open": sum(1 for c in channels if c.status == "half_open"),
             "auto_disabled": sum(1 for c in channels if c.status == "auto_disabled"),
         },
     )
