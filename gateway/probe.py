@@ -151,4 +151,3 @@ def probe_once(rt: Runtime) -> int:
         if answered:
             log.info("probe: %d channel(s) or key(s) answered", answered)
     return answered
-
