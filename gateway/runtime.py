@@ -89,6 +89,7 @@ class Runtime:
         self.writer.start()
         if self.shared is not None:
             self.shared.start(self.apply_notice)
+            self.apply_notice("all")  # what changed between the first load and the subscription
         self._background = [
             gevent.spawn(self._reload_forever),
             gevent.spawn(self._probe_forever),
@@ -128,6 +129,10 @@ class Runtime:
         elif what == "user":
             self.catalog.forget_keys(user_id=int(arg))
         elif what == "keys":
+            self.catalog.forget_keys()
+        elif what == "all":
+            with self.app.app_context():
+                self.catalog.reload()
             self.catalog.forget_keys()
 
     def _publish(self, message: str) -> None:

@@ -73,11 +73,15 @@ class Shared:
         except redis.RedisError:
             log.exception("could not publish %r; the other processes see it at their next reload", message)
 
-    def _listen_forever(self, apply: Callable[[str], None]) -> None:
+    def _subscribe(self) -> redis.client.PubSub:
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self.channel)
+        return pubsub
+
+    def _listen_forever(self, apply: Callable[[str], None], pubsub: redis.client.PubSub | None) -> None:
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(self.channel)
+                pubsub = pubsub or self._subscribe()
                 for item in pubsub.listen():
                     sender, _, message = item["data"].decode().partition(" ")
                     if sender != self.proc:
@@ -89,10 +93,16 @@ class Shared:
                 log.warning("lost the change notices from Redis; listening again in 1 s", exc_info=True)
                 gevent.sleep(1)
             finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    pass
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        pass
+                pubsub = None
+            try:
+                apply("all")  # notices may have been missed meanwhile
+            except Exception:
+                log.exception("could not reload after losing the change notices")
 
     # -- one process at a time ----------------------------------------------------------------------
     def lead(self, role: str, ttl_s: float) -> bool:
@@ -110,8 +120,13 @@ class Shared:
         return False
 
     def start(self, apply: Callable[[str], None]) -> None:
+        """Subscribe before returning: the caller then reloads, so no change can fall between the two."""
         self.beat()
-        self._greenlets = [gevent.spawn(self._beat_forever), gevent.spawn(self._listen_forever, apply)]
+        pubsub = self._subscribe()
+        self._greenlets = [
+            gevent.spawn(self._beat_forever),
+            gevent.spawn(self._listen_forever, apply, pubsub),
+        ]
 
     def stop(self) -> None:
         gevent.killall(self._greenlets, block=False)
