@@ -215,17 +215,16 @@ class SharedWallets:
         from gateway.shared import LUA_SUM
 
         self._shared = shared
-        r = shared.redis
         self._load_balance = load_balance
         self._load_key_spent = load_key_spent
         self._load_month_tokens = load_month_tokens
         self._held: dict[int, int] = {}  # this process's share, the absolute values it writes
         self._pending: dict[int, int] = {}
         self._key_held: dict[int, int] = {}
-        self._reserve = r.register_script(LUA_SUM + _LUA_RESERVE)
-        self._settle = r.register_script(_LUA_SETTLE)
-        self._commit = r.register_script(_LUA_COMMIT)
-        self._rebuild = r.register_script(LUA_SUM + _LUA_REBUILD)
+        self._reserve = shared.script(LUA_SUM + _LUA_RESERVE)
+        self._settle = shared.script(_LUA_SETTLE)
+        self._commit = shared.script(_LUA_COMMIT)
+        self._rebuild = shared.script(LUA_SUM + _LUA_REBUILD)
         shared.on_lapse(self._push_all)
 
     def _ukey(self, user_id: int) -> str:
@@ -253,7 +252,7 @@ class SharedWallets:
         for _ in range(10):
             gen = self._shared.redis.hget(ukey, "gen") or b"0"
             stored = self._load_balance(user_id)
-            if self._rebuild(keys=[ukey], args=[self._shared.alive_prefix, gen, stored]):
+            if self._rebuild([ukey], [self._shared.alive_prefix, gen, stored]):
                 return
         log.warning("the balance of user %s kept moving while it was read; it is read again later", user_id)
 
@@ -275,7 +274,7 @@ class SharedWallets:
             self.KEY_TTL_S,
         ]
         for _ in range(3):
-            verdict = self._reserve(keys=keys, args=args)
+            verdict = self._reserve(keys, args)
             if verdict == -1:
                 self.rebuild(key.user_id)
             elif verdict == -2:
@@ -306,8 +305,8 @@ class SharedWallets:
             _add(self._pending, hold.user_id, cost)
         if amount or cost:
             self._settle(
-                keys=[self._ukey(hold.user_id), self._kkey(hold.key_id)],
-                args=[self._shared.proc, cost, amount, 1 if hold.key_tracked else 0],
+                [self._ukey(hold.user_id), self._kkey(hold.key_id)],
+                [self._shared.proc, cost, amount, 1 if hold.key_tracked else 0],
             )
 
     def settle(self, hold: Hold, cost_micro_usd: int) -> None:
@@ -340,7 +339,7 @@ class SharedWallets:
             _add(self._pending, user_id, -left)
             keys.append(self._ukey(user_id))
             args += [left, dropped.get(user_id, 0)]
-        self._commit(keys=keys, args=args)
+        self._commit(keys, args)
 
     def replayed(self, charged: dict[int, int]) -> None:
         """Charges of an earlier process, written at start from its journal: `bal` took them off when they

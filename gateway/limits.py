@@ -41,7 +41,7 @@ class Limiter:
         if shared is not None:
             from gateway.shared import LUA_SUM
 
-            self._admit_shared = shared.redis.register_script(LUA_SUM + _LUA_ADMIT)
+            self._admit_shared = shared.script(LUA_SUM + _LUA_ADMIT)
             shared.on_lapse(self._push_all)
 
     def _push_all(self) -> None:
@@ -93,8 +93,8 @@ class Limiter:
             else:
                 shared = self._shared
                 full = not self._admit_shared(
-                    keys=[shared.key("c", key.id)],
-                    args=[shared.alive_prefix, shared.proc, key.max_concurrent],
+                    [shared.key("c", key.id)],
+                    [shared.alive_prefix, shared.proc, key.max_concurrent],
                 )
                 inflight = self._inflight.get(key.id, 0)  # the script yielded: read it again
             if full:

@@ -17,9 +17,12 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 import gevent
 import redis
+
+from gateway.scripts import Scripts
 
 log = logging.getLogger("relayhouse.shared")
 PROC_TTL_S = 60
@@ -33,11 +36,20 @@ def namespace(database_url: str) -> str:
 class Shared:
     def __init__(self, redis_url: str, database_url: str) -> None:
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=3)
+        self._fast = Scripts(redis_url) if redis_url.startswith("redis://") else None
         self.ns = namespace(database_url)
         self.proc = os.urandom(6).hex()
         self.channel = f"{self.ns}:changes"
         self._greenlets: list[gevent.Greenlet] = []
         self._on_lapse: list[Callable[[], None]] = []
+
+    def script(self, source: str) -> Callable[[list[str], list], Any]:
+        """A Lua script as a function of (keys, args); the relay's own scripts take the lean caller."""
+        if self._fast is not None:
+            fast, sha = self._fast, self._fast.register(source)
+            return lambda keys, args: fast(sha, keys, args)
+        slow = self.redis.register_script(source)
+        return lambda keys, args: slow(keys=keys, args=args)
 
     def key(self, *parts: object) -> str:
         return ":".join([self.ns, *map(str, parts)])
@@ -130,6 +142,8 @@ class Shared:
 
     def stop(self) -> None:
         gevent.killall(self._greenlets, block=False)
+        if self._fast is not None:
+            self._fast.close()
         try:
             self.redis.delete(self.alive_prefix + self.proc)
         except redis.RedisError:
