@@ -227,3 +227,43 @@ def test_workers_share_one_port_and_a_dead_worker_is_replaced(tmp_path: Path, up
         stop_gateway(gw)
     assert gw.process.returncode == 0
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers[1:])
+
+
+def test_key_limits_hold_across_processes(
+    pair: tuple[Gateway, Gateway], fresh_upstream: FakeUpstream
+) -> None:
+    """A key's spend limit, monthly token cap and concurrency limit count what both processes serve."""
+    first, second = pair
+    model = "mp-" + secrets.token_hex(3)
+    first.channel(fresh_upstream, [model])
+    first.price(model, per_request_usd=0.01)
+    user = first.user(10)
+
+    def parallel(secret: str, count: int) -> list[int]:
+        results: list[int] = []
+        threads = [
+            threading.Thread(
+                target=lambda i=i: results.append(chat(first if i % 2 else second, secret, model))
+            )
+            for i in range(count)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
+    spend = first.key(user, spend_limit_usd=0.1)["key"]  # ten requests' worth
+    served = parallel(spend, 40)
+    assert served.count(200) == 10 and served.count(402) == 30, sorted(served)
+
+    capped = first.key(user, tokens_per_month=30)["key"]  # a "hi" costs 9 tokens: the 4th reaches the cap
+    statuses = [chat(first if i % 2 else second, capped, model) for i in range(8)]
+    assert statuses == [200] * 4 + [429] * 4
+
+    fresh_upstream.behave(stall_s=1.5)
+    narrow = first.key(user, max_concurrent=2)["key"]
+    served = parallel(narrow, 6)
+    assert served.count(200) == 2 and served.count(429) == 4, sorted(served)
+    fresh_upstream.reset()
+    assert chat(first, narrow, model) == 200 and chat(second, narrow, model) == 200  # the slots came back
