@@ -42,7 +42,7 @@ from gateway.frontends.v1 import bp as v1_bp
 from gateway.neutral import GatewayError, new_request_id
 from gateway.runtime import Runtime
 from gateway.serving import make_server
-from gateway.setup import StartupError, database_error, setup_lock
+from gateway.setup import StartupError, database_error, deployment_id, setup_lock
 
 log = logging.getLogger("relayhouse")
 LISTEN_FD = "RELAYHOUSE_LISTEN_FD"  # a worker serves the socket its supervisor bound
@@ -115,6 +115,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         with setup_lock(settings.database_url):  # one process at a time migrates and creates root
             upgrade(directory=MIGRATIONS)
             generated = accounts.ensure_root(settings.admin_password)
+            deployment = deployment_id()
         if generated:
             print(
                 f"Relayhouse created the root admin: username 'root', password '{generated}' "
@@ -136,7 +137,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _wire_requests(app)
     _register_commands(app)
     rt.wallets.replayed(rt.writer.replay())  # what a killed process left in its journal, before serving
-    rt.start()
+    rt.start(deployment)
     return app
 
 

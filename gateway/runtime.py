@@ -44,7 +44,7 @@ class Runtime:
         if settings.redis_url:
             from gateway.shared import Shared
 
-            self.shared = Shared(settings.redis_url, settings.database_url)
+            self.shared = Shared(settings.redis_url, "pending")  # named at start, from the database
             self.wallets: Any = SharedWallets(
                 self.shared, self._load_balance, self._load_key_spent, self._load_month_tokens
             )
@@ -84,8 +84,10 @@ class Runtime:
             db.session.rollback()
         return row[1] if row is not None and row[0] == month else 0
 
-    def start(self) -> None:
+    def start(self, deployment_id: str) -> None:
         """Start the background work: the writer, the probe, and with Redis the shared notices."""
+        if self.shared is not None:
+            self.shared.ns = "rh:" + deployment_id
         self.writer.start()
         if self.shared is not None:
             self.shared.start(self.apply_notice)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from gateway.config import Settings
+from gateway.domain.models import Setting, db
 
 SETUP_LOCK_ID = 0x52454C4159  # pg_advisory_lock key: "RELAY"
 
@@ -67,3 +69,13 @@ def database_error(settings: Settings, err: Exception) -> str:
         f"the database {shown} cannot be used ({first}). Check DATABASE_URL, that the server runs and "
         "accepts connections, and that the database exists."
     )
+
+
+def deployment_id() -> str:
+    """This database's random id, made at its first start (call it under `setup_lock`, in an app context)."""
+    row = db.session.get(Setting, "deployment_id")
+    if row is None:
+        row = Setting(key="deployment_id", value=secrets.token_hex(8))
+        db.session.add(row)
+        db.session.commit()
+    return str(row.value)

@@ -8,12 +8,12 @@ that dies stops counting once its heartbeat lapses, and a process that was pause
 Change notices go out on one pub/sub channel; each process applies the others' notices at once, and
 reloads everything periodically as the safety net for a notice that was missed.
 
-The namespace is derived from the database URL, so deployments sharing one Redis keep apart.
+The namespace is the deployment's id, a random value kept in the database's settings (`deployment_id`),
+so deployments sharing one Redis keep apart, and a database made anew never inherits stale counters.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -29,17 +29,12 @@ PROC_TTL_S = 60
 HEARTBEAT_S = 5.0
 
 
-def namespace(database_url: str) -> str:
-    return "rh:" + hashlib.sha256(database_url.encode()).hexdigest()[:10]
-
-
 class Shared:
-    def __init__(self, redis_url: str, database_url: str) -> None:
+    def __init__(self, redis_url: str, deployment_id: str) -> None:
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=3)
         self._fast = Scripts(redis_url) if redis_url.startswith("redis://") else None
-        self.ns = namespace(database_url)
+        self.ns = "rh:" + deployment_id
         self.proc = os.urandom(6).hex()
-        self.channel = f"{self.ns}:changes"
         self._greenlets: list[gevent.Greenlet] = []
         self._on_lapse: list[Callable[[], None]] = []
 
@@ -50,6 +45,10 @@ class Shared:
             return lambda keys, args: fast(sha, keys, args)
         slow = self.redis.register_script(source)
         return lambda keys, args: slow(keys=keys, args=args)
+
+    @property
+    def channel(self) -> str:
+        return f"{self.ns}:changes"
 
     def key(self, *parts: object) -> str:
         return ":".join([self.ns, *map(str, parts)])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Gateway, database_url_for, http, start_gateway, stop_gateway
+from tests.conftest import Gateway, http, scratch_database, start_gateway, stop_gateway
 from tests.fake_upstream import FakeUpstream
 
 HI = [{"role": "user", "content": "hi"}]
@@ -18,7 +18,7 @@ HI = [{"role": "user", "content": "hi"}]
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return database_url_for(request.param, tmp_path)
+    return scratch_database(request.param, tmp_path, "relayhouse_crash")
 
 
 def answer(gateway: Gateway, key: dict, model: str, count: int) -> list[str]:
