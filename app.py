@@ -222,7 +222,10 @@ def serve() -> None:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
-        settings = settings_from_env()
+        try:
+            settings = settings_from_env()
+        except ValueError as err:
+            raise StartupError(f"a setting in the environment is not valid ({err}); see README.md") from None
         inherited = os.environ.get(LISTEN_FD)
         if inherited:
             listener = socket.socket(fileno=int(inherited))
@@ -236,7 +239,7 @@ def serve() -> None:
         raise SystemExit(workers.STARTUP_FAILED) from None
     except sqlalchemy.exc.SQLAlchemyError as err:
         print(
-            f"Relayhouse cannot start: {database_error(settings_from_env(), err)}",
+            f"Relayhouse cannot start: {database_error(settings, err)}",
             file=sys.stderr,
             flush=True,
         )
