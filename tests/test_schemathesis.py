@@ -5,7 +5,6 @@ lock the admin out (root cannot demote or disable itself; RELAYHOUSE_ADMIN_TOKEN
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -18,15 +17,16 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import Gateway, start_gateway, stop_gateway
+from tests.conftest import Gateway, scratch_database, start_gateway, stop_gateway
 
 EXAMPLES = 12  # per operation: about 400 requests over the 34 operations
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway of its own: the run creates, changes and deletes whatever the document allows."""
     tmp = tmp_path_factory.mktemp("schemathesis")
-    gw = start_gateway(tmp, f"sqlite:///{Path(tmp) / 'relayhouse.db'}")
+    gw = start_gateway(tmp, scratch_database(request.param, tmp, "relayhouse_schemathesis"))
     yield gw
     stop_gateway(gw)
 
