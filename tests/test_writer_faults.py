@@ -146,6 +146,8 @@ def test_a_record_refused_even_after_repair_is_set_aside(
     assert record["request_id"] == request_id and record["cached_tokens"] == 3_000_000_000
     assert record["cost_micro_usd"] > 0 and record["user_id"] == user["id"]
     assert "out of range" in error and "INSERT" not in error  # the database's words, not the statement
+    listed = gateway.ok("GET", "/dead-letters")["data"]  # and an admin sees it
+    assert [d["error"] for d in listed if d["request_id"] == request_id] == [error]
     assert gateway.query("SELECT COUNT(*) FROM usage_logs WHERE request_id = :r", r=request_id)[0][0] == 0
     assert charges_of(gateway, user) == {}
     assert gateway.balance(user) == 10_000_000

@@ -9,7 +9,7 @@ from sqlalchemy import func
 
 from console.api import bp, current_user, is_admin, page_args, query_id, require
 from gateway.domain import pricing
-from gateway.domain.models import UsageLog, db
+from gateway.domain.models import DeadLetter, UsageLog, db
 from gateway.neutral import bad_request
 
 FILTERS = {
@@ -79,3 +79,26 @@ def list_logs():  # noqa: ANN201
         query.order_by(UsageLog.id.desc()).limit(per_page).offset((page - 1) * per_page)
     )
     return jsonify(data=[log_json(r) for r in rows], total=total or 0, page=page, per_page=per_page)
+
+
+@bp.get("/dead-letters")
+@require("admin")
+def list_dead_letters():  # noqa: ANN201
+    """Usage records the database refused even after their fields were cut to fit: kept whole, with the
+    error, so an admin can see what was not logged or charged, and why."""
+    page, per_page = page_args()
+    total = db.session.scalar(db.select(func.count()).select_from(DeadLetter))
+    rows = db.session.scalars(
+        db.select(DeadLetter).order_by(DeadLetter.id.desc()).limit(per_page).offset((page - 1) * per_page)
+    )
+    data = [
+        {
+            "id": row.id,
+            "request_id": row.request_id,
+            "created_at": row.created_at.isoformat() + "Z",
+            "error": row.error,
+            "record": row.payload,
+        }
+        for row in rows
+    ]
+    return jsonify(data=data, total=total or 0, page=page, per_page=per_page)

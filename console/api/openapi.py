@@ -446,6 +446,22 @@ SCHEMAS: dict[str, Schema] = {
         attempts=typed("integer", "Upstream calls made (0: refused before any)."),
         error=nullable("string"),
     ),
+    "DeadLetter": record(
+        "A usage record the database refused even after its fields were cut to fit: neither its log row "
+        "nor its charge was written.",
+        id=INT,
+        request_id=STR,
+        created_at=TIME,
+        error=typed("string", "The database's error."),
+        record=typed("string", "The record as JSON text, as the relay settled it."),
+    ),
+    "DeadLetterPage": record(
+        "One page of set-aside records, newest first.",
+        data=array(ref("DeadLetter")),
+        total=INT,
+        page=INT,
+        per_page=INT,
+    ),
     "LogPage": record(
         "One page of rows, newest first.",
         data=array(ref("UsageLog")),
@@ -578,6 +594,8 @@ ROUTES = [  # paths below /api
           errors=WRITE),
     Route("get", "/logs", USER, "Usage logs (the caller's rows; admins: all)", "LogPage", errors=(400,),
           query=LOG_FILTERS),
+    Route("get", "/dead-letters", ADMIN, "Usage records set aside because the database refused them",
+          "DeadLetterPage", errors=(400,), query=PAGE),
 ]
 # fmt: on
 SESSION_COOKIE = {
