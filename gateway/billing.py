@@ -218,7 +218,7 @@ class SharedWallets:
         self._load_balance = load_balance
         self._load_key_spent = load_key_spent
         self._load_month_tokens = load_month_tokens
-        self._held: dict[int, int] = {}  # this process's share, the absolute values it writes
+        self._held: dict[int, int] = {}  # this process's own share, written whole again if it lapses
         self._pending: dict[int, int] = {}
         self._key_held: dict[int, int] = {}
         self._reserve = shared.script(LUA_SUM + _LUA_RESERVE)
