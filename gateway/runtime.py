@@ -101,9 +101,7 @@ class Runtime:
         while True:
             gevent.sleep(RELOAD_S)
             try:
-                with self.app.app_context():
-                    self.catalog.reload()
-                self.catalog.forget_keys()
+                self.apply_notice("all")
             except Exception:
                 log.exception("periodic reload failed")
 

@@ -291,14 +291,9 @@ class Writer:
 
     def _write_or_split(self, batch: list[Record], outcome: Outcome) -> None:
         """Commit the batch; if the database refuses it, find the refused record by halving."""
-        try:
-            _commit(batch, outcome)
+        refusal = _refusal(batch, outcome)
+        if refusal is None:
             return
-        except Exception as err:
-            db.session.rollback()
-            if _outage(err):
-                raise
-            refusal = err
         if len(batch) > 1:
             middle = len(batch) // 2
             self._write_or_split(batch[:middle], outcome)
@@ -307,17 +302,26 @@ class Writer:
         record = batch[0]
         fixed = repaired(record)
         if fixed is not None:
-            try:
-                _commit([fixed], outcome)
+            again = _refusal([fixed], outcome)
+            if again is None:
                 log.warning("record %s: values cut to their columns to be written", fixed.request_id)
                 return
-            except Exception as err:
-                db.session.rollback()
-                if _outage(err):
-                    raise
-                refusal = err
+            refusal = again
         _check_tables()  # a refusal every record would get (a broken schema) sets nothing aside
         _set_aside(record, refusal, outcome)
+
+
+def _refusal(batch: list[Record], outcome: Outcome) -> Exception | None:
+    """Commit the batch; None when it was written, else the database's refusal. An outage is no
+    record's fault: it propagates, and the batch stays queued."""
+    try:
+        _commit(batch, outcome)
+        return None
+    except Exception as err:
+        db.session.rollback()
+        if _outage(err):
+            raise
+        return err
 
 
 def _commit(batch: list[Record], outcome: Outcome) -> None:
