@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from gevent.pool import Pool
 
 from gateway import adaptors, upstream
 from gateway.catalog import ChannelInfo, UpstreamKey
@@ -130,24 +131,36 @@ def test_channel(rt: Runtime, channel_id: int, model: str | None = None) -> dict
     return result
 
 
-def probe_once(rt: Runtime) -> int:
-    """Test every auto-disabled or half-open channel and every set-aside key once; return how many
-    answered."""
+PROBE_CONCURRENCY = 16
+
+
+def _probe_channel(rt: Runtime, channel: ChannelInfo) -> int:
+    """Test one channel's set-aside keys, and the channel itself when it is disabled or on trial."""
     answered = 0
     with rt.app.app_context():
-        for channel in list(rt.catalog.snapshot.channels.values()):
-            if channel.status == "disabled":
-                continue
-            for key in channel.set_aside_keys:
-                if _try(rt, channel, key, _model(channel, None))[1] is None:
-                    rt.router.key_revived(key)
-                    answered += 1
-            if channel.status in ("auto_disabled", "half_open"):
-                keys = channel.keys or channel.set_aside_keys
-                if keys:
-                    error = _try(rt, channel, keys[0], _model(channel, None))[1]
-                    _judge(rt, channel, keys[0], error)
-                    answered += error is None
-        if answered:
-            log.info("probe: %d channel(s) or key(s) answered", answered)
+        for key in channel.set_aside_keys:
+            if _try(rt, channel, key, _model(channel, None))[1] is None:
+                rt.router.key_revived(key)
+                answered += 1
+        if channel.status in ("auto_disabled", "half_open"):
+            keys = channel.keys or channel.set_aside_keys
+            if keys:
+                error = _try(rt, channel, keys[0], _model(channel, None))[1]
+                _judge(rt, channel, keys[0], error)
+                answered += error is None
+    return answered
+
+
+def probe_once(rt: Runtime) -> int:
+    """Test every auto-disabled or half-open channel and every set-aside key once, several channels at a
+    time, so that one upstream that hangs until its timeout does not hold the others back; return how
+    many answered."""
+    channels = [
+        c
+        for c in rt.catalog.snapshot.channels.values()
+        if c.status != "disabled" and (c.set_aside_keys or c.status in ("auto_disabled", "half_open"))
+    ]
+    answered = sum(Pool(PROBE_CONCURRENCY).imap_unordered(lambda c: _probe_channel(rt, c), channels))
+    if answered:
+        log.info("probe: %d channel(s) or key(s) answered", answered)
     return answered

@@ -166,6 +166,28 @@ def test_a_revived_channel_is_half_open_then_enabled_and_a_failure_disables_it_a
     assert client_requests(fresh_upstream, model) - before == 3, "enabled: all traffic again"
 
 
+def test_an_upstream_that_hangs_does_not_hold_back_the_probe_of_the_others(
+    gateway: Gateway, fresh_upstream: FakeUpstream
+) -> None:
+    hanging = FakeUpstream("hanging").start()
+    try:
+        channels = []
+        for fake in (hanging, fresh_upstream):
+            model, channel, client = one_channel(gateway, fake)
+            fake.behave(status=500)
+            for _ in range(10):
+                with pytest.raises(openai.InternalServerError):
+                    client.chat.completions.create(model=model, messages=HI)
+            channels.append(wait_status(gateway, channel, "auto_disabled"))
+        hanging.behave(status=None, stall_s=25)  # its probe waits until the probe's own timeout
+        fresh_upstream.behave(status=None)
+        started = time.monotonic()
+        wait_status(gateway, channels[1], "half_open", timeout=10)
+        assert time.monotonic() - started < 10
+    finally:
+        hanging.stop()
+
+
 def test_a_half_open_channel_passes_one_request_at_a_time(
     gateway: Gateway, fresh_upstream: FakeUpstream, upstream2: FakeUpstream
 ) -> None:
