@@ -35,8 +35,7 @@ from gateway.config import PROJECT_ROOT, Settings, instance_secret, settings_fro
 from gateway.domain import accounts
 from gateway.domain.crypto import Vault
 from gateway.domain.models import User, db
-from gateway.frontends.openai import render_error
-from gateway.frontends.v1 import CORS_HEADERS, RelayRoutes
+from gateway.frontends.v1 import CORS_HEADERS, RelayRoutes, protocol_of
 from gateway.frontends.v1 import PREFIXES as RELAY_PREFIXES
 from gateway.frontends.v1 import bp as v1_bp
 from gateway.neutral import GatewayError, new_request_id
@@ -157,7 +156,7 @@ def _wire_requests(app: Flask) -> None:
         if request.path.startswith("/api/"):
             body = {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
             return jsonify(body), err.status
-        reply = render_error(err)
+        reply = protocol_of(request.path, request.headers).render_error(err)
         return Response(reply.body, reply.status, reply.headers)
 
     @app.errorhandler(GatewayError)

@@ -46,6 +46,7 @@ class ChannelInfo:
     keys: tuple[UpstreamKey, ...]  # the active ones
     set_aside_keys: tuple[UpstreamKey, ...] = ()
     created: int = 0  # epoch seconds, shown as the model's `created`
+    settings: dict[str, Any] = field(default_factory=dict)  # per-type options (see domain.channels)
 
     def upstream_model(self, model: str) -> str:
         return self.model_mapping.get(model, model)
@@ -101,6 +102,7 @@ class Catalog:
                 timeout_s=row.timeout_s,
                 test_model=row.test_model,
                 created=int(row.created_at.replace(tzinfo=dt.UTC).timestamp()),
+                settings=dict(row.settings or {}),
                 keys=tuple(
                     UpstreamKey(k.id, self.vault.decrypt(k.key_encrypted))
                     for k in own
@@ -128,6 +130,7 @@ class Catalog:
                 price.output_micro_per_mtok,
                 price.cached_input_micro_per_mtok,
                 price.per_request_micro,
+                price.cache_write_micro_per_mtok,
             )
         for group in db.session.scalars(db.select(Group)):
             try:

@@ -70,10 +70,16 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 
 @dataclass(slots=True)
 class Usage:
+    """Usage normalised across protocols: `prompt_tokens` counts every input token, cache reads
+    (`cached_tokens`) and cache writes (`cache_write_tokens`) included; `completion_tokens` counts every
+    output token, reasoning (`reasoning_tokens`) included."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
     source: str = "upstream"  # upstream or estimated
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -84,7 +90,7 @@ class Usage:
 class Call:
     """One client request, parsed just enough to route, price and limit it."""
 
-    endpoint: str  # chat, completions, embeddings, moderations
+    endpoint: str  # the inbound protocol's own: chat, completions, messages, generate, responses, ...
     model: str
     body: dict[str, Any]
     raw: bytes
@@ -92,6 +98,11 @@ class Call:
     wants_usage: bool = False  # the client asked for stream usage itself
     max_output_tokens: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "openai"  # the inbound protocol module's name
+    kind: str = "chat"  # the hub family: chat or embeddings converts; anything else passes through only
+    pin_channel: int | None = None  # only this channel may serve the call (a stored response's maker)
+    served_by: int | None = None  # the channel of the current attempt
+    hub: dict[str, Any] | None = None  # the hub request, made once, on the first converted attempt
 
 
 @dataclass(slots=True)

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from gevent.pool import Pool
 
-from gateway import adaptors, upstream
+from gateway import protocols, upstream
 from gateway.catalog import ChannelInfo, UpstreamKey
 from gateway.neutral import Call, GatewayError, redacted
+from gateway.protocols import openai
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -64,18 +65,25 @@ def _try(
     rt: Runtime, channel: ChannelInfo, key: UpstreamKey, model: str
 ) -> tuple[dict[str, Any], GatewayError | None]:
     call = probe_call(channel, model)
-    adaptor = adaptors.get(channel.type)
     started = time.perf_counter()
     try:
+        how = protocols.route(call, channel)
+        if how is None:
+            raise GatewayError(
+                400, f"A {channel.type} channel cannot serve /v1/{call.endpoint} for `{model}`."
+            )
+        module, native = how
+        request = module.build_request(call, channel, key, None if native else openai.request_to_hub(call))
         response = upstream.send(
-            rt.pools,
-            adaptor.build_request(call, channel, key),
-            min(channel.timeout_s or PROBE_TIMEOUT_S, PROBE_TIMEOUT_S),
+            rt.pools, request, min(channel.timeout_s or PROBE_TIMEOUT_S, PROBE_TIMEOUT_S)
         )
         payload = upstream.read_body(response)
         if response.status_code >= 400:
-            raise adaptor.map_error(response.status_code, payload, response.headers)
-        adaptor.parse_response(call, payload)
+            raise module.map_error(response.status_code, payload, response.headers)
+        if native:
+            module.native_response(call, payload)
+        else:
+            module.response_to_hub(call, payload)
     except GatewayError as err:
         err = redacted(err, key.secret)
         result = {

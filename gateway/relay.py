@@ -9,11 +9,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-import orjson
-
-from gateway import accesslog, adaptors, sse, tokens, upstream
+from gateway import accesslog, protocols, tokens, upstream
 from gateway.auth import authenticate
 from gateway.billing import Hold
 from gateway.catalog import ChannelInfo, UpstreamKey
@@ -21,19 +19,11 @@ from gateway.domain.keys import KeyInfo
 from gateway.domain.pricing import PriceInfo, cost_micro_usd
 from gateway.limits import Admission
 from gateway.neutral import Call, GatewayError, Reply, Usage, redact_secret, redacted
+from gateway.protocols.base import ProtocolModule, Tally
 from gateway.writer import Record
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
-
-
-class Frontend(Protocol):
-    """What the pipeline needs from an inbound protocol (gateway.frontends.openai is one)."""
-
-    def parse_request(self, endpoint: str, raw: bytes) -> Call: ...
-    def render_error(self, err: GatewayError) -> Reply: ...
-    def delivered_text(self, payloads: list[bytes]) -> str: ...
-    def answered_text(self, body: bytes) -> str: ...
 
 
 @dataclass(slots=True)
@@ -44,14 +34,12 @@ class Inbound:
     remote_addr: str | None
     content_length: int | None
     read: Callable[[int], bytes]  # at most n bytes of the body
+    path: str = ""
+    query: str = ""  # the raw query string
+    params: dict[str, str] = field(default_factory=dict)  # route parameters, such as a Gemini path's model
 
 
 JSON_HEADERS = [("Content-Type", "application/json")]
-STREAM_HEADERS = [
-    ("Content-Type", "text/event-stream"),
-    ("Cache-Control", "no-cache"),
-    ("X-Accel-Buffering", "no"),
-]
 FREE = PriceInfo("")
 UNREADABLE = "unreadable_body"
 
@@ -61,7 +49,7 @@ class Ticket:
     """One request's bookkeeping: whatever happens, `finish` runs once and settles money and log together."""
 
     rt: Runtime
-    frontend: Frontend
+    frontend: ProtocolModule
     request_id: str
     started: float
     key: KeyInfo
@@ -103,6 +91,10 @@ class Ticket:
                     prompt_tokens=usage.prompt_tokens if usage else 0,
                     completion_tokens=usage.completion_tokens if usage else 0,
                     cached_tokens=usage.cached_tokens if usage else 0,
+                    cache_write_tokens=usage.cache_write_tokens if usage else 0,
+                    reasoning_tokens=usage.reasoning_tokens if usage else 0,
+                    protocol=self.call.protocol,
+                    channel_type=channel.type if channel else "",
                     cost_micro_usd=cost,
                     usage_source=usage.source if usage else "upstream",
                     latency_ms=self.elapsed_ms(),
@@ -118,12 +110,21 @@ class Ticket:
 
     def estimate(self, completion_text: str | None) -> Usage:
         """Usage counted here when the upstream reported none: the prompt, plus the text delivered (a long
-        count runs off the event loop)."""
+        count runs off the event loop). A prompt in another protocol than OpenAI's is counted in its hub
+        form."""
         call, text = self.call, completion_text or ""
-        return tokens.estimate_usage(call.model, call.endpoint, call.body, text, len(call.raw) + len(text))
+        endpoint, body = call.endpoint, call.body
+        if call.protocol != "openai":
+            endpoint, body = call.kind, call.hub
+            if body is None:
+                try:
+                    body = call.hub = self.frontend.request_to_hub(call)
+                except GatewayError:
+                    body = {}
+        return tokens.estimate_usage(call.model, endpoint, body, text, len(call.raw) + len(text))
 
 
-def handle(rt: Runtime, frontend: Frontend, endpoint: str, inbound: Inbound, request_id: str) -> Reply:
+def handle(rt: Runtime, frontend: ProtocolModule, endpoint: str, inbound: Inbound, request_id: str) -> Reply:
     started = time.perf_counter()
     key: KeyInfo | None = None
     call: Call | None = None
@@ -131,14 +132,19 @@ def handle(rt: Runtime, frontend: Frontend, endpoint: str, inbound: Inbound, req
         limit = rt.settings.max_body_bytes
         if (inbound.content_length or 0) > limit:
             raise _too_large(rt)
-        key = authenticate(rt.catalog, inbound.headers, inbound.remote_addr)
+        key = authenticate(rt.catalog, inbound.headers, inbound.remote_addr, inbound.query)
         try:
             raw = inbound.read(limit + 1)
         except OSError:  # the client hung up mid-body, or broke its chunked framing
             raise GatewayError(400, "The request body could not be read.", code=UNREADABLE) from None
         if len(raw) > limit:  # a chunked body gives no length up front
             raise _too_large(rt)
-        call = frontend.parse_request(endpoint, raw)
+        call = frontend.parse_request(endpoint, raw, inbound)
+        if call.kind == "count":
+            return count(rt, frontend, key, call)
+        prepare = getattr(frontend, "prepare", None)
+        if prepare is not None:
+            prepare(rt, key, call)
         price, multiplier = _price(rt, key, call)
         admission = rt.limiter.admit(key)
         try:
@@ -158,6 +164,7 @@ def handle(rt: Runtime, frontend: Frontend, endpoint: str, inbound: Inbound, req
                         endpoint,
                         call.model if call else "",
                         stream=bool(call and call.stream),
+                        protocol=call.protocol if call else getattr(frontend, "name", ""),
                         status=err.status,
                         error=err.message,
                         latency_ms=int((time.perf_counter() - started) * 1000),
@@ -229,30 +236,59 @@ def _price(rt: Runtime, key: KeyInfo, call: Call) -> tuple[PriceInfo, Fraction]:
 
 def _estimated_cost(rt: Runtime, call: Call, price: PriceInfo, multiplier: Fraction) -> int:
     # cheap upper-ish bound, no tokenizer on the hot path; images count as their allowance, not their bytes
-    prompt = tokens.reserve_prompt_tokens(call.endpoint, call.body, len(call.raw))
+    prompt = tokens.reserve_prompt_tokens(call.kind, call.body, len(call.raw))
     output = 0
-    if call.endpoint in ("chat", "completions"):
+    if call.kind in ("chat", "completions"):
         output = call.max_output_tokens or rt.settings.default_output_reserve_tokens
     return cost_micro_usd(price, Usage(prompt, output), multiplier)
 
 
+def _candidates(t: Ticket) -> list[tuple[ChannelInfo, ProtocolModule, bool]]:
+    """The channels that may serve the call, in the router's order, each with the module that talks to its
+    upstream and whether the call passes through natively."""
+    rt, call = t.rt, t.call
+    channels = rt.router.candidates(t.key.group, call.model)
+    if not channels:
+        raise rt.router.unavailable(t.key.group, call.model)
+    if call.pin_channel is not None:
+        channels = [c for c in channels if c.id == call.pin_channel]
+        if not channels:
+            raise GatewayError(
+                503,
+                "The channel that holds this response is not available now; retry later.",
+                "server_error",
+                "response_channel_unavailable",
+                retry_after=1,
+            )
+    found = []
+    for channel in channels:
+        how = protocols.route(call, channel)
+        if how is not None:
+            found.append((channel, *how))
+    if not found:
+        raise GatewayError(
+            400,
+            f"The model `{call.model}` is not served for this endpoint by any channel.",
+            "invalid_request_error",
+            "unsupported_endpoint",
+            "model",
+        )
+    return found
+
+
 def _forward(t: Ticket) -> Reply:
-    rt, call, router = t.rt, t.call, t.rt.router
-    candidates = router.candidates(t.key.group, call.model)
-    if not candidates:
-        raise router.unavailable(t.key.group, call.model)
+    rt, router = t.rt, t.rt.router
     last: GatewayError | None = None
     rejected_keys: set[int] = set()
-    queue = list(candidates)
+    queue = _candidates(t)
     while queue and t.attempts < rt.settings.retry_attempts:
-        channel = queue.pop(0)
+        channel, module, native = queue.pop(0)
         key = router.pick_key(channel, rejected_keys)
         if key is None or not router.begin(channel):  # no usable key, or a half-open channel is busy
             continue
-        adaptor = adaptors.get(channel.type)
         t.channel, t.attempts = channel, t.attempts + 1
         try:
-            response = _attempt(t, adaptor, channel, key)
+            response = _attempt(t, module, native, channel, key)
         except GatewayError as err:
             err = redacted(err, key.secret)
             if not err.retryable:
@@ -263,7 +299,7 @@ def _forward(t: Ticket) -> Reply:
             last = err
             if err.disables_key or err.upstream_status == 429:  # that key is set aside or cools down;
                 rejected_keys.add(key.id)  # the channel's other keys may still serve
-                queue.insert(0, channel)
+                queue.insert(0, (channel, module, native))
             continue
         finally:
             router.end(channel)
@@ -272,17 +308,31 @@ def _forward(t: Ticket) -> Reply:
     raise _final_error(last)
 
 
-def _attempt(t: Ticket, adaptor: adaptors.Adaptor, channel: ChannelInfo, key: UpstreamKey) -> Reply:
-    request = adaptor.build_request(t.call, channel, key)
+def _attempt(
+    t: Ticket, module: ProtocolModule, native: bool, channel: ChannelInfo, key: UpstreamKey
+) -> Reply:
+    call, frontend = t.call, t.frontend
+    call.served_by = channel.id
+    hub = None
+    if not native:
+        if call.hub is None:
+            call.hub = frontend.request_to_hub(call)
+        hub = call.hub
+    request = module.build_request(call, channel, key, hub)
     timeout_s = channel.timeout_s or t.rt.settings.default_timeout_s
     response = upstream.send(t.rt.pools, request, timeout_s)
     if response.status_code >= 400:
         body = upstream.read_body(response)
-        raise adaptor.map_error(response.status_code, body, response.headers)
-    if t.call.stream and "event-stream" in (response.get("content-type") or ""):
-        events = adaptor.stream_events(t.call, upstream.iter_body(response))
+        raise module.map_error(response.status_code, body, response.headers)
+    if call.stream and "event-stream" in (response.get("content-type") or ""):
+        tally = Tally()
+        chunks = upstream.iter_body(response)
+        if native:
+            frames = module.native_stream(call, chunks, tally)
+        else:
+            frames = frontend.stream_from_hub(call, module.stream_to_hub(call, chunks, tally))
         try:
-            first = next(events)  # before the first byte goes out, a failure can still fail over
+            first = next(frames)  # before the first byte goes out, a failure can still fail over
         except StopIteration:
             raise GatewayError(
                 502,
@@ -291,58 +341,72 @@ def _attempt(t: Ticket, adaptor: adaptors.Adaptor, channel: ChannelInfo, key: Up
                 "upstream_empty_stream",
                 retryable=True,
             ) from None
+        except GatewayError as err:
+            err.retryable = True
+            raise
         t.ttft_ms = t.elapsed_ms()
         t.channel_ok = True
-        body = StreamBody(t, events, _stream(t, adaptor, first, events, key.secret))
-        return Reply(200, list(STREAM_HEADERS), body)
-    body, usage = adaptor.parse_response(t.call, upstream.read_body(response))
+        body = StreamBody(t, chunks, _stream(t, first, frames, chunks, tally, key.secret))
+        return Reply(200, frontend.stream_headers(call), body)
+    raw = upstream.read_body(response)
+    if native:
+        body, usage = module.native_response(call, raw)
+        if usage is None:
+            usage = t.estimate(_answered_text(module, call, body))
+    else:
+        answer = module.response_to_hub(call, raw)
+        body = frontend.response_from_hub(call, answer)
+        usage = answer.get("usage") or t.estimate(_hub_text(answer))
     t.channel_ok = True
     t.ttft_ms = t.elapsed_ms()
-    t.finish(usage or t.estimate(t.frontend.answered_text(body)), 200)
+    t.finish(usage, 200)
     return Reply(200, list(JSON_HEADERS), body)
 
 
+def _hub_text(answer: dict) -> str:
+    choices = answer.get("choices") or ()
+    message = choices[0].get("message") or {} if choices else {}
+    parts = [message.get("content"), message.get("reasoning_content")]
+    for tool_call in message.get("tool_calls") or ():
+        parts += [tool_call["function"].get("name"), tool_call["function"].get("arguments")]
+    return "".join(p for p in parts if isinstance(p, str))
+
+
+def _answered_text(module: ProtocolModule, call: Call, body: bytes) -> str:
+    """A native answer's text, to estimate its tokens when the upstream reported no usage."""
+    if call.kind != "chat":
+        return ""
+    try:
+        return _hub_text(module.response_to_hub(call, body))
+    except GatewayError:
+        return ""
+
+
 def _stream(
-    t: Ticket, adaptor: adaptors.Adaptor, first: bytes, events: Iterator[bytes], secret: str
+    t: Ticket, first: bytes, frames: Iterator[bytes], chunks: Iterator[bytes], tally: Tally, secret: str
 ) -> Iterator[bytes]:
-    """Forward each event as it arrives; settle from the upstream's usage, or from what was delivered. An
-    error event the upstream sends mid-way may quote its key: such events are redacted first."""
-    usage: Usage | None = None
-    delivered: list[bytes] = []
+    """Forward each frame as it arrives; settle from the upstream's usage, or from what was delivered. An
+    error event the upstream sends mid-way may quote its key: such frames are redacted first."""
     status, error = 200, ""
-    wants_usage = t.call.wants_usage
-    payload = first
+    frame = first
     try:
         while True:
-            if payload == b"[DONE]":
-                yield b"data: [DONE]\n\n"
-                break
-            found = adaptor.event_usage(payload)
-            if found is not None:
-                usage = found
-                if not wants_usage and (b'"choices":[]' in payload or b'"choices": []' in payload):
-                    payload = next(events)
-                    continue  # the gateway asked for this chunk, the client did not
-            if b'"error"' in payload:
-                payload = redact_secret(payload.decode("utf-8", "replace"), secret).encode()
-            delivered.append(payload)
-            yield sse.frame(payload)
-            payload = next(events)
+            if b'"error"' in frame:
+                frame = redact_secret(frame.decode("utf-8", "replace"), secret).encode()
+            yield frame
+            frame = next(frames)
     except StopIteration:
-        pass  # some servers end without [DONE]; the stream is still whole
+        pass
     except GatewayError as err:
         status, error = 502, f"The upstream stream broke off: {redact_secret(err.message, secret)}"
-        body = {
-            "error": {"message": error, "type": "server_error", "param": None, "code": "upstream_stream_cut"}
-        }
-        yield sse.frame(orjson.dumps(body))
+        yield t.frontend.stream_error(GatewayError(502, error, "server_error", "upstream_stream_cut"))
     except GeneratorExit:
         status, error = 499, "The client closed the stream."
         raise
     finally:
-        events.close()  # stops the upstream request when the client went away
-        if usage is None:
-            usage = t.estimate(t.frontend.delivered_text(delivered))
+        frames.close()
+        chunks.close()  # stops the upstream request when the client went away
+        usage = tally.usage or t.estimate(tally.text())
         t.finish(usage, status, error)
 
 
@@ -363,6 +427,40 @@ class StreamBody:
         if not self._ticket.done:
             self._events.close()
             self._ticket.finish(self._ticket.estimate(""), 499, "The client closed the stream.")
+
+
+def count(rt: Runtime, frontend: ProtocolModule, key: KeyInfo, call: Call) -> Reply:
+    """A token-count request (`count_tokens`, `countTokens`, `input_tokens`): asked of a channel that
+    speaks the client's protocol natively, else counted here with the tokenizer. Free, and not logged."""
+    if key.models is not None and call.model not in key.models:
+        raise GatewayError(403, f"This API key may not use the model `{call.model}`.", "permission_denied")
+    if (key.group, call.model) not in rt.catalog.snapshot.known:
+        raise GatewayError(
+            404,
+            f"The model `{call.model}` does not exist or you do not have access to it.",
+            code="model_not_found",
+        )
+    for channel in rt.router.candidates(key.group, call.model):
+        how = protocols.route(call, channel)
+        upstream_key = rt.router.pick_key(channel, set())
+        if how is None or not how[1] or upstream_key is None:
+            continue
+        module = how[0]
+        try:
+            response = upstream.send(
+                rt.pools,
+                module.build_request(call, channel, upstream_key, None),
+                channel.timeout_s or rt.settings.default_timeout_s,
+            )
+            body = upstream.read_body(response)
+        except GatewayError:
+            continue
+        if response.status_code < 400:
+            return Reply(200, list(JSON_HEADERS), body)
+        err = redacted(module.map_error(response.status_code, body, response.headers), upstream_key.secret)
+        if not err.retryable:
+            raise err
+    return Reply(200, list(JSON_HEADERS), frontend.estimate_count(call))
 
 
 def _final_error(last: GatewayError | None) -> GatewayError:

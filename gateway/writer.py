@@ -64,6 +64,10 @@ class Record:
     cached_tokens: int = 0
     cost_micro_usd: int = 0
     usage_source: str = "upstream"
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    protocol: str = "openai"
+    channel_type: str = ""
     latency_ms: int = 0
     ttft_ms: int | None = None
     status: int = 200
@@ -106,6 +110,10 @@ LOG_COLUMNS = (
     "prompt_tokens",
     "completion_tokens",
     "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "protocol",
+    "channel_type",
     "cost_micro_usd",
     "usage_source",
     "latency_ms",

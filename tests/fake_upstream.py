@@ -339,6 +339,19 @@ def _model_object(model_id: str) -> dict[str, Any]:
 # HTTP server
 
 
+def _protocol_fake(method: str, path: str) -> Any:
+    """The module that fakes the protocol `path` belongs to (Anthropic, Gemini, Responses), or None for the
+    OpenAI endpoints served here. Each such module has `owns(method, path)`, `handle(handler, path, body)`
+    and `failure(handler, status, body)`, and writes through the handler's `_send_json`, `start_stream`,
+    `write_chunk`, `end_stream` and `cut_stream`, reading the knobs from `handler.beh`."""
+    from tests import fake_anthropic, fake_gemini, fake_responses
+
+    for module in (fake_anthropic, fake_gemini, fake_responses):
+        if module.owns(method, path):
+            return module
+    return None
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakeUpstream
@@ -421,16 +434,26 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         rec = RecordedRequest(self.command, url.path, url.query, headers, body, raw)
         fake._record(rec)
-        beh, outcome = fake._decide(headers.get("authorization", ""))
+        credential = headers.get("authorization") or ""
+        if not credential and (headers.get("x-api-key") or headers.get("x-goog-api-key") or headers.get("api-key")):
+            credential = "Bearer " + (headers.get("x-api-key") or headers.get("x-goog-api-key") or headers["api-key"])
+        beh, outcome = fake._decide(credential)
         self.rec, self.beh = rec, beh
+        protocol = _protocol_fake(self.command, url.path)
         try:
             if beh.stall_s > 0 and fake._stopping.wait(beh.stall_s):
                 self.close_connection = True  # stopped while stalling: hang up without an answer
                 return
-            if outcome == "auth":
-                self._send_json(401, _invalid_key_error(headers.get("authorization", "")))
+            if outcome == "auth" and protocol is not None:
+                protocol.failure(self, 401, body)
+            elif outcome == "auth":
+                self._send_json(401, _invalid_key_error(credential))
+            elif outcome == "fail" and protocol is not None:
+                protocol.failure(self, 429 if beh.quota_exhausted and beh.status is None else (beh.status or 500), body)
             elif outcome == "fail":
                 self._send_failure(body)
+            elif protocol is not None:
+                protocol.handle(self, url.path, body)
             else:
                 self._route(url.path, raw, body)
         except OSError:  # the client went away before or while we answered
@@ -586,6 +609,35 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- writing ------------------------------------------------------------------------------------
 
+    def start_stream(self, content_type: str = "text/event-stream; charset=utf-8") -> None:
+        """Send a 200 with chunked transfer; then `write_chunk` each piece and `end_stream`."""
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache")
+        self._common_headers()
+        self.end_headers()
+        self.rec.status = 200
+
+    def write_chunk(self, data: bytes) -> bool:
+        """Write `data` as one HTTP chunk; False (the stream is over) if the client left."""
+        if self._peer_closed():
+            self._client_left()
+            return False
+        try:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        except OSError:
+            self._client_left()
+            return False
+        return True
+
+    def end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.server.fake._stream_finished(self.rec, cut_by_client=False)
+
+    def cut_stream(self) -> None:
+        self._cut()
+
     def _send_json(self, status: int, payload: Any, extra_headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload, indent=2, ensure_ascii=False).encode()
         self.send_response(status)
@@ -731,7 +783,8 @@ class FakeUpstream:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.fake = self
         self._server, self.port = server, server.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.root_url = f"http://127.0.0.1:{self.port}"  # as the anthropic and google-genai SDKs take it
+        self.base_url = self.root_url + "/v1"
         self._thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},

@@ -543,9 +543,14 @@ def test_channel_crud_never_shows_upstream_keys(admin: Api, upstream: FakeUpstre
 def test_channel_validation(admin: Api, upstream: FakeUpstream) -> None:
     good = {"name": "v", "base_url": upstream.base_url, "keys": ["sk-v"], "models": ["m-v"]}
     missing = {k: v for k, v in good.items() if k != "base_url"}
-    error = admin.error("POST", "/channels", missing)
+    error = admin.error("POST", "/channels", {**missing, "type": "azure"})  # azure has no default URL
     assert error["param"] == "base_url" and error["type"] == "invalid_request_error"
+    defaulted = admin.ok("POST", "/channels", {**missing, "type": "anthropic"}, 201)
+    assert defaulted["base_url"] == "https://api.anthropic.com" and defaulted["settings"] == {}
+    admin.ok("DELETE", f"/channels/{defaulted['id']}")
     for field, value in (
+        ("settings", {"responses": "sometimes"}),
+        ("settings", {"colour": "blue"}),
         ("base_url", "ftp://example.com"),
         ("keys", []),
         ("models", "gpt-4o"),

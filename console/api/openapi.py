@@ -148,10 +148,19 @@ KEY_FIELDS: dict[str, Schema] = {
 }
 CHANNEL_FIELDS: dict[str, Schema] = {
     "name": text(channels.NAME_MAX, min_length=1, nonblank=True),
-    "type": typed("string", "The upstream protocol.", enum=list(channels.CHANNEL_TYPES), default="openai"),
+    "type": typed(
+        "string",
+        "The upstream's kind: "
+        + ", ".join(f"{t.name} ({t.protocol} protocol)" for t in channels.CHANNEL_TYPES.values())
+        + ".",
+        enum=list(channels.CHANNEL_TYPES),
+        default="openai",
+    ),
     "base_url": text(
         channels.BASE_URL_MAX,
-        "http(s) URL of the API root, such as https://api.openai.com/v1. Moving it to another scheme, host "
+        "http(s) URL of the API root as the type's SDK takes it: https://api.openai.com/v1, "
+        "https://api.anthropic.com, https://generativelanguage.googleapis.com, https://NAME.openai.azure.com. "
+        "Default: the type's own (required for azure). Moving it to another scheme, host "
         "or port needs `keys` in the same request: the stored keys are never sent to a new host.",
         min_length=1,
     )
@@ -183,12 +192,27 @@ CHANNEL_FIELDS: dict[str, Schema] = {
         maximum=channels.TIMEOUT_MAX_S,
     ),
     "test_model": text(channels.MODEL_MAX, "Model used by the channel test (default: the first model)."),
+    "settings": typed(
+        "object",
+        "Per-type options: `responses` (`native` passes /v1/responses through, `convert` turns it into chat "
+        "completions; default native for type openai only), `api_version` (azure; default "
+        "2024-10-21).",
+        properties={
+            "responses": typed("string", enum=["native", "convert"]),
+            "api_version": text(64, min_length=1),
+        },
+        additionalProperties=False,
+        default={},
+    ),
 }
 PRICE_FIELDS = {
     "input_per_mtok_usd": typed("number", "USD per 1M prompt tokens."),
     "output_per_mtok_usd": typed("number", "USD per 1M completion tokens."),
     "cached_input_per_mtok_usd": nullable(
-        "number", "USD per 1M cached prompt tokens; null: the input price."
+        "number", "USD per 1M cached prompt tokens (cache reads); null: the input price."
+    ),
+    "cache_write_per_mtok_usd": nullable(
+        "number", "USD per 1M prompt tokens written to the cache (Anthropic); null: the input price."
     ),
     "per_request_usd": nullable("number", "A fixed price per request; when set, tokens are not billed."),
 }
@@ -322,6 +346,7 @@ SCHEMAS: dict[str, Schema] = {
         status_reason=STR,
         timeout_s=nullable("number"),
         test_model=STR,
+        settings=typed("object", additionalProperties=STR),
         keys=array(ref("ChannelKey")),
         total_requests=INT,
         total_failures=INT,
@@ -330,7 +355,7 @@ SCHEMAS: dict[str, Schema] = {
         created_at=TIME,
     ),
     "ChannelList": listing("Channel"),
-    "ChannelCreate": fields("A new channel.", ("name", "base_url", "keys", "models"), **CHANNEL_FIELDS),
+    "ChannelCreate": fields("A new channel.", ("name", "keys", "models"), **CHANNEL_FIELDS),
     "ChannelUpdate": fields("Changes to a channel.", **CHANNEL_FIELDS),
     "ChannelTest": fields(
         "Which model to try.",

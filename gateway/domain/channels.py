@@ -6,6 +6,7 @@ background probe brings it back). A single upstream key can be set aside on its 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,7 +15,37 @@ from gateway.domain.crypto import Vault
 from gateway.domain.models import Channel, ChannelKey, Group, db, utcnow
 from gateway.neutral import bad_request
 
-CHANNEL_TYPES = ("openai",)
+
+@dataclass(frozen=True, slots=True)
+class ChannelType:
+    name: str
+    protocol: str  # the protocol module its upstream speaks
+    base_url: str  # the default, as its SDK takes it; "" when every channel must give its own
+    responses: bool = False  # serves /v1/responses natively unless the channel's settings say otherwise
+    label: str = ""
+
+
+CHANNEL_TYPES: dict[str, ChannelType] = {
+    t.name: t
+    for t in (
+        ChannelType("openai", "openai", "https://api.openai.com/v1", True, "OpenAI"),
+        ChannelType("azure", "openai", "", False, "Azure OpenAI"),
+        ChannelType("anthropic", "anthropic", "https://api.anthropic.com", False, "Anthropic"),
+        ChannelType("gemini", "gemini", "https://generativelanguage.googleapis.com", False, "Google Gemini"),
+        ChannelType("deepseek", "openai", "https://api.deepseek.com/v1", False, "DeepSeek"),
+        ChannelType("mistral", "openai", "https://api.mistral.ai/v1", False, "Mistral"),
+        ChannelType("groq", "openai", "https://api.groq.com/openai/v1", False, "Groq"),
+        ChannelType("xai", "openai", "https://api.x.ai/v1", False, "xAI"),
+        ChannelType("openrouter", "openai", "https://openrouter.ai/api/v1", False, "OpenRouter"),
+        ChannelType("moonshot", "openai", "https://api.moonshot.ai/v1", False, "Moonshot"),
+        ChannelType("siliconflow", "openai", "https://api.siliconflow.cn/v1", False, "SiliconFlow"),
+        ChannelType("together", "openai", "https://api.together.xyz/v1", False, "Together AI"),
+        ChannelType("ollama", "openai", "http://127.0.0.1:11434/v1", False, "Ollama"),
+        ChannelType("vllm", "openai", "http://127.0.0.1:8000/v1", False, "vLLM"),
+        ChannelType("lmstudio", "openai", "http://127.0.0.1:1234/v1", False, "LM Studio"),
+    )
+}
+SETTINGS = {"responses": ("native", "convert"), "api_version": None}  # None: any short text
 STATUSES = ("enabled", "disabled", "auto_disabled", "half_open")  # half_open: see gateway.routing
 FIELDS = (
     "name",
@@ -29,6 +60,7 @@ FIELDS = (
     "status",
     "timeout_s",
     "test_model",
+    "settings",
 )
 NAME_MAX = bounds.column_length(Channel.name)
 BASE_URL_MAX = bounds.column_length(Channel.base_url)
@@ -53,6 +85,7 @@ def channel_json(channel: Channel, keys: list[ChannelKey]) -> dict[str, Any]:
         "status_reason": channel.status_reason,
         "timeout_s": channel.timeout_s,
         "test_model": channel.test_model,
+        "settings": channel.settings or {},
         "keys": [
             {"id": k.id, "hint": "..." + k.hint, "status": k.status, "status_reason": k.status_reason}
             for k in keys
@@ -105,6 +138,20 @@ def _mapping(value: Any) -> dict[str, str]:
     return mapping
 
 
+def _settings(value: Any) -> dict[str, str]:
+    settings = value or {}
+    if not isinstance(settings, dict):
+        raise bad_request("settings must be an object", "settings")
+    for name, value in settings.items():
+        if name not in SETTINGS:
+            raise bad_request(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}", "settings")
+        allowed = SETTINGS[name]
+        text = bounds.text(value, "settings", 64, 1)
+        if allowed is not None and text not in allowed:
+            raise bad_request(f"settings.{name} must be one of {', '.join(allowed)}", "settings")
+    return dict(settings)
+
+
 def _apply(channel: Channel, fields: dict[str, Any], vault: Vault) -> None:
     bounds.only(fields, FIELDS, "channel")
     if "name" in fields:
@@ -116,8 +163,10 @@ def _apply(channel: Channel, fields: dict[str, Any], vault: Vault) -> None:
         if fields["type"] not in CHANNEL_TYPES:
             raise bad_request(f"type must be one of {', '.join(CHANNEL_TYPES)}", "type")
         channel.type = fields["type"]
-    if "base_url" in fields:
-        url = _base_url(fields["base_url"])
+    if "settings" in fields:
+        channel.settings = _settings(fields["settings"])
+    if "base_url" in fields or channel.id is None:
+        url = _base_url(fields.get("base_url") or CHANNEL_TYPES[channel.type].base_url or None)
         if channel.id is not None and _origin(url) != _origin(channel.base_url) and "keys" not in fields:
             # the stored keys belong to the old host: never send them to another one unasked
             raise bad_request(
@@ -171,10 +220,10 @@ def _store_keys(channel: Channel) -> None:
 
 
 def create_channel(fields: dict[str, Any], vault: Vault) -> Channel:
-    for required in ("name", "base_url", "keys", "models"):
+    for required in ("name", "keys", "models"):
         if required not in fields:
             raise bad_request(f"{required} is required", required)
-    channel = Channel(type="openai", groups=["default"], model_mapping={}, priority=0, weight=1)
+    channel = Channel(type="openai", groups=["default"], model_mapping={}, priority=0, weight=1, settings={})
     _apply(channel, fields, vault)
     db.session.add(channel)
     db.session.flush()

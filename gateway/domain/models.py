@@ -86,6 +86,8 @@ class Channel(db.Model):
     last_error: Mapped[str] = mapped_column(Text, default="")
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # per-type options: `responses` (native or convert), `api_version` (azure)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class ChannelKey(db.Model):
@@ -106,6 +108,7 @@ class Price(db.Model):
     input_micro_per_mtok: Mapped[int] = mapped_column(BigInteger, default=0)
     output_micro_per_mtok: Mapped[int] = mapped_column(BigInteger, default=0)
     cached_input_micro_per_mtok: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cache_write_micro_per_mtok: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     per_request_micro: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -159,6 +162,10 @@ class UsageLog(db.Model):
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    protocol: Mapped[str] = mapped_column(String(16), default="openai")  # the client's protocol
+    channel_type: Mapped[str] = mapped_column(String(32), default="")  # the upstream's, by its channel
     cost_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)
     usage_source: Mapped[str] = mapped_column(String(16), default="upstream")  # upstream, estimated
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
@@ -166,6 +173,23 @@ class UsageLog(db.Model):
     status: Mapped[int] = mapped_column(Integer, default=200)
     error: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class StoredResponse(db.Model):
+    """A Responses API answer kept for `previous_response_id`, GET and DELETE. A natively served one only
+    records the channel that holds it; a converted one keeps the conversation (hub messages) itself."""
+
+    __tablename__ = "stored_responses"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, index=True)
+    channel_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    native: Mapped[bool] = mapped_column(Boolean, default=False)
+    model: Mapped[str] = mapped_column(String(128), default="")
+    status: Mapped[str] = mapped_column(String(16), default="completed")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    messages: Mapped[str | None] = mapped_column(Text, nullable=True)
+    response: Mapped[str] = mapped_column(Text, default="")
 
 
 class DeadLetter(db.Model):

@@ -2,8 +2,10 @@
 
 A price is kept in integer micro-USD per one million tokens (or micro-USD per request). A request's cost
 is computed exactly with integers and fractions and rounded to the nearest micro-USD once (half up).
-Cached tokens are part of `prompt_tokens` and are billed at the cached-input price instead of the input
-price. The group multiplier is exact decimal text, such as "1.5".
+Cache reads (`cached_tokens`) and cache writes (`cache_write_tokens`) are part of `prompt_tokens` and are
+billed at the cached-input and cache-write prices instead of the input price (each the input price when
+unset). Reasoning tokens are part of `completion_tokens`, billed as output. The group multiplier is exact
+decimal text, such as "1.5".
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ PRICE_FIELDS = {
     "input_per_mtok_usd": "input_micro_per_mtok",
     "output_per_mtok_usd": "output_micro_per_mtok",
     "cached_input_per_mtok_usd": "cached_input_micro_per_mtok",
+    "cache_write_per_mtok_usd": "cache_write_micro_per_mtok",
     "per_request_usd": "per_request_micro",
 }
 
@@ -39,6 +42,7 @@ class PriceInfo:
     output_micro_per_mtok: int = 0
     cached_input_micro_per_mtok: int | None = None
     per_request_micro: int | None = None
+    cache_write_micro_per_mtok: int | None = None
 
 
 def usd_to_micro(value: Any, param: str, low: Decimal = -USD_MAX, high: Decimal = USD_MAX) -> int:
@@ -58,12 +62,17 @@ def cost_micro_usd(price: PriceInfo, usage: Usage, multiplier: Fraction = Fracti
         numerator, denominator = price.per_request_micro, 1
     else:
         cached = min(usage.cached_tokens, usage.prompt_tokens)
+        written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
         cached_price = price.cached_input_micro_per_mtok
         if cached_price is None:
             cached_price = price.input_micro_per_mtok
+        write_price = price.cache_write_micro_per_mtok
+        if write_price is None:
+            write_price = price.input_micro_per_mtok
         numerator = (
-            (usage.prompt_tokens - cached) * price.input_micro_per_mtok
+            (usage.prompt_tokens - cached - written) * price.input_micro_per_mtok
             + cached * cached_price
+            + written * write_price
             + usage.completion_tokens * price.output_micro_per_mtok
         )
         denominator = MICRO
@@ -95,6 +104,7 @@ def price_json(price: Price) -> dict[str, Any]:
         "input_per_mtok_usd": micro_to_usd(price.input_micro_per_mtok),
         "output_per_mtok_usd": micro_to_usd(price.output_micro_per_mtok),
         "cached_input_per_mtok_usd": micro_to_usd(price.cached_input_micro_per_mtok),
+        "cache_write_per_mtok_usd": micro_to_usd(price.cache_write_micro_per_mtok),
         "per_request_usd": micro_to_usd(price.per_request_micro),
         "updated_at": price.updated_at.isoformat() + "Z",
     }

@@ -1,8 +1,10 @@
-"""The `/v1` routes of the OpenAI-compatible API, plus the legacy `/dashboard/billing/*` endpoints.
+"""The relay's routes: OpenAI's `/v1`, Anthropic's `/v1/messages`, Gemini's `/v1beta/models/<model>:<action>`
+(and `/v1/models/<model>:<action>`), the Responses API, the model lists in each protocol's shape, and the
+legacy `/dashboard/billing/*` endpoints.
 
-The relayed endpoints (`POST /v1/chat/completions` and the others in `ENDPOINTS`) are served by
-`RelayRoutes`, straight from the WSGI environ and ahead of Flask: they are the hot path, and need none of
-Flask's request machinery (no session, no routing table, no context). Everything else is Flask's.
+The relayed endpoints (`ENDPOINTS` and the Gemini actions) are served by `RelayRoutes`, straight from the
+WSGI environ and ahead of Flask: they are the hot path, and need none of Flask's request machinery (no
+session, no routing table, no context). Everything else is Flask's.
 """
 
 from __future__ import annotations
@@ -20,22 +22,34 @@ from werkzeug.datastructures import EnvironHeaders
 
 from gateway import relay
 from gateway.auth import authenticate
+from gateway.domain.channels import CHANNEL_TYPES
 from gateway.domain.models import UsageLog, db
 from gateway.domain.pricing import micro_to_usd
-from gateway.frontends import openai
 from gateway.neutral import GatewayError, bad_request, new_request_id
+from gateway.protocols import anthropic, gemini, openai, responses
 
 log = logging.getLogger("relayhouse")
 bp = Blueprint("v1", __name__)
 
-ENDPOINTS = {
-    "/v1/chat/completions": "chat",
-    "/v1/completions": "completions",
-    "/v1/embeddings": "embeddings",
-    "/v1/moderations": "moderations",
+ENDPOINTS: dict[str, tuple[Any, str]] = {
+    "/v1/chat/completions": (openai, "chat"),
+    "/v1/completions": (openai, "completions"),
+    "/v1/embeddings": (openai, "embeddings"),
+    "/v1/moderations": (openai, "moderations"),
+    "/v1beta/openai/chat/completions": (openai, "chat"),  # Gemini's own OpenAI-compatible path
+    "/v1beta/openai/embeddings": (openai, "embeddings"),
+    "/v1/messages": (anthropic, "messages"),
+    "/v1/messages/count_tokens": (anthropic, "count_tokens"),
+    "/v1/responses": (responses, "responses"),
+    "/v1/responses/compact": (responses, "compact"),
+    "/v1/responses/input_tokens": (responses, "input_tokens"),
 }
+GEMINI_ACTIONS = frozenset(
+    ("generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents")
+)
+GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
 STATUS_LINES = {int(s): f"{int(s)} {s.phrase}" for s in HTTPStatus}
-PREFIXES = ("/v1/", "/dashboard/")  # what API keys reach; everything else is the console's
+PREFIXES = ("/v1/", "/v1beta/", "/dashboard/")  # what API keys reach; everything else is the console's
 # Browser front ends call the API from their own origin. The key travels in a header, never a cookie, so
 # any origin may call: as OpenAI's own API allows.
 CORS_HEADERS = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", "X-Request-Id")]
@@ -57,24 +71,30 @@ class RelayRoutes:
         path = environ.get("PATH_INFO", "")
         if environ["REQUEST_METHOD"] == "OPTIONS" and path.startswith(PREFIXES):
             return _preflight(environ, start_response)
-        endpoint = ENDPOINTS.get(path)
-        if endpoint is None:
+        params: dict[str, str] = {}
+        found = ENDPOINTS.get(path)
+        if found is None and path.startswith(GEMINI_PREFIXES) and ":" in path:
+            model, _, action = path.partition("/models/")[2].rpartition(":")
+            if action in GEMINI_ACTIONS and model:
+                found, params = (gemini, action), {"model": model}
+        if found is None:
             return self.app(environ, start_response)
+        module, endpoint = found
         request_id = new_request_id()
         if environ["REQUEST_METHOD"] != "POST":
             err = GatewayError(
                 405, f"Use POST for {environ['PATH_INFO']}.", "invalid_request_error", "method_not_allowed"
             )
-            reply = openai.render_error(err)
+            reply = module.render_error(err)
             reply.headers.append(("Allow", "POST"))
         else:
             try:
-                reply = relay.handle(self.runtime, openai, endpoint, _inbound(environ), request_id)
+                reply = relay.handle(self.runtime, module, endpoint, _inbound(environ, params), request_id)
             except GatewayError as err:
-                reply = openai.render_error(err)
+                reply = module.render_error(err)
             except Exception:
                 log.exception("unhandled error in POST %s (request %s)", environ["PATH_INFO"], request_id)
-                reply = openai.render_error(
+                reply = module.render_error(
                     GatewayError(
                         500,
                         f"Internal error; quote request id {request_id}.",
@@ -106,20 +126,40 @@ def _preflight(environ: dict[str, Any], start_response: Callable) -> Iterable[by
     return []
 
 
-def _inbound(environ: dict[str, Any]) -> relay.Inbound:
+def _inbound(environ: dict[str, Any], params: dict[str, str]) -> relay.Inbound:
     length = environ.get("CONTENT_LENGTH")
     try:
         content_length = int(length) if length else None
     except ValueError:
         raise bad_request("Content-Length is not a number.") from None
     return relay.Inbound(
-        EnvironHeaders(environ), environ.get("REMOTE_ADDR"), content_length, environ["wsgi.input"].read
+        EnvironHeaders(environ),
+        environ.get("REMOTE_ADDR"),
+        content_length,
+        environ["wsgi.input"].read,
+        environ.get("PATH_INFO", ""),
+        environ.get("QUERY_STRING", ""),
+        params,
     )
+
+
+def protocol_of(path: str, headers: Any) -> Any:
+    """The protocol a request to `path` speaks, for errors outside the relay (unknown paths, model
+    lists): by its path, else by the headers only one SDK sends."""
+    if path.startswith("/v1beta/") and not path.startswith("/v1beta/openai/"):
+        return gemini
+    if path.startswith("/v1/messages"):
+        return anthropic
+    if headers.get("anthropic-version"):
+        return anthropic
+    if headers.get("x-goog-api-key") or headers.get("x-goog-api-client"):
+        return gemini
+    return openai
 
 
 def _key():
     rt = current_app.extensions["relayhouse"]
-    return rt, authenticate(rt.catalog, request.headers, request.remote_addr)
+    return rt, authenticate(rt.catalog, request.headers, request.remote_addr, request.query_string.decode())
 
 
 def _models_for(rt: Any, key: Any) -> list[str]:
@@ -137,30 +177,128 @@ def _model_object(rt: Any, model: str, group: str) -> dict[str, Any]:
     created, owner = 0, "relayhouse"
     for channel in rt.catalog.snapshot.channels.values():
         if model in channel.models and group in channel.groups:
-            created, owner = channel.created, channel.type
+            created, owner = channel.created, CHANNEL_TYPES[channel.type].name
             break
     return {"id": model, "object": "model", "created": created, "owned_by": owner}
 
 
+def _json(body: Any) -> Response:
+    return Response(orjson.dumps(body), content_type="application/json")
+
+
+def _anthropic_model(rt: Any, model: str, group: str) -> dict[str, Any]:
+    created = _model_object(rt, model, group)["created"]
+    return {
+        "type": "model",
+        "id": model,
+        "display_name": model,
+        "created_at": dt.datetime.fromtimestamp(created, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _gemini_model(model: str) -> dict[str, Any]:
+    return {
+        "name": f"models/{model}",
+        "baseModelId": model,
+        "version": "001",
+        "displayName": model,
+        "description": "",
+        "supportedGenerationMethods": sorted(GEMINI_ACTIONS - {"batchEmbedContents"}),
+    }
+
+
+def _unknown_model(model: str) -> GatewayError:
+    return GatewayError(
+        404,
+        f"The model `{model}` does not exist or you do not have access to it. "
+        "GET /v1/models lists the models this key can use.",
+        code="model_not_found",
+        param="model",
+    )
+
+
 @bp.get("/v1/models")
 def list_models() -> Response:
+    """OpenAI's list; Anthropic's (paged by `limit`, `after_id`, `before_id`) for a request with
+    `anthropic-version`; Google's for one with a Google key header."""
     rt, key = _key()
-    data = [_model_object(rt, m, key.group) for m in _models_for(rt, key)]
-    return Response(orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+    models = _models_for(rt, key)
+    protocol = protocol_of(request.path, request.headers)
+    if protocol is anthropic:
+        return _anthropic_list(rt, key, models)
+    if protocol is gemini:
+        return _json({"models": [_gemini_model(m) for m in models]})
+    return _json({"object": "list", "data": [_model_object(rt, m, key.group) for m in models]})
+
+
+def _anthropic_list(rt: Any, key: Any, models: list[str]) -> Response:
+    limit = request.args.get("limit", "20")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        raise bad_request("limit must be an integer from 1 to 1000", "limit")
+    after, before = request.args.get("after_id"), request.args.get("before_id")
+    if after in models:
+        models = models[models.index(after) + 1 :]
+    if before in models:
+        models = models[: models.index(before)]
+    page = models[: int(limit)]
+    return _json(
+        {
+            "data": [_anthropic_model(rt, m, key.group) for m in page],
+            "has_more": len(models) > len(page),
+            "first_id": page[0] if page else None,
+            "last_id": page[-1] if page else None,
+        }
+    )
 
 
 @bp.get("/v1/models/<path:model>")
 def get_model(model: str) -> Response:
     rt, key = _key()
+    protocol = protocol_of(request.path, request.headers)
+    model = model.removeprefix("models/") if protocol is gemini else model
     if model not in _models_for(rt, key):
-        raise GatewayError(
-            404,
-            f"The model `{model}` does not exist or you do not have access to it. "
-            "GET /v1/models lists the models this key can use.",
-            code="model_not_found",
-            param="model",
-        )
-    return Response(orjson.dumps(_model_object(rt, model, key.group)), content_type="application/json")
+        raise _unknown_model(model)
+    if protocol is anthropic:
+        return _json(_anthropic_model(rt, model, key.group))
+    if protocol is gemini:
+        return _json(_gemini_model(model))
+    return _json(_model_object(rt, model, key.group))
+
+
+@bp.get("/v1beta/models")
+def gemini_models() -> Response:
+    rt, key = _key()
+    return _json({"models": [_gemini_model(m) for m in _models_for(rt, key)]})
+
+
+@bp.get("/v1beta/models/<path:model>")
+def gemini_model(model: str) -> Response:
+    rt, key = _key()
+    if model not in _models_for(rt, key):
+        raise _unknown_model(model)
+    return _json(_gemini_model(model))
+
+
+@bp.get("/v1beta/openai/models")
+def gemini_openai_models() -> Response:
+    rt, key = _key()
+    return _json({"object": "list", "data": [_model_object(rt, m, key.group) for m in _models_for(rt, key)]})
+
+
+@bp.route("/v1/responses/<response_id>", methods=["GET", "DELETE"])
+def response_item(response_id: str) -> Response:
+    rt, key = _key()
+    return _reply(responses.manage(rt, key, request.method, response_id, ""))
+
+
+@bp.post("/v1/responses/<response_id>/cancel")
+def response_cancel(response_id: str) -> Response:
+    rt, key = _key()
+    return _reply(responses.manage(rt, key, "POST", response_id, "cancel"))
+
+
+def _reply(reply: Any) -> Response:
+    return Response(reply.body, reply.status, reply.headers)
 
 
 def _not_implemented(**_: Any) -> Response:

@@ -1,0 +1,3 @@
+"""anthropic protocol module: being written."""
+
+name = "anthropic"

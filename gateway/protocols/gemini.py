@@ -1,0 +1,3 @@
+"""gemini protocol module: being written."""
+
+name = "gemini"

@@ -1,0 +1,3 @@
+"""responses protocol module: being written."""
+
+name = "responses"
