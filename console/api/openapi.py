@@ -159,8 +159,9 @@ CHANNEL_FIELDS: dict[str, Schema] = {
     "base_url": text(
         channels.BASE_URL_MAX,
         "http(s) URL of the API root as the type's SDK takes it: https://api.openai.com/v1, "
-        "https://api.anthropic.com, https://generativelanguage.googleapis.com, https://NAME.openai.azure.com. "
-        "Default: the type's own (required for azure). Moving it to another scheme, host "
+        "https://api.anthropic.com, https://generativelanguage.googleapis.com, "
+        "https://NAME.openai.azure.com. Default: the type's own (required for azure). Moving it to another "
+        "scheme, host "
         "or port needs `keys` in the same request: the stored keys are never sent to a new host.",
         min_length=1,
     )
@@ -456,14 +457,28 @@ SCHEMAS: dict[str, Schema] = {
         user_id=nullable("integer"),
         key_id=nullable("integer"),
         channel_id=nullable("integer", "null when no channel was tried."),
-        endpoint=typed("string", examples=["chat", "completions", "embeddings", "moderations"]),
+        endpoint=typed(
+            "string",
+            "The endpoint in the client's protocol.",
+            examples=["chat", "completions", "embeddings", "messages", "streamGenerateContent", "responses"],
+        ),
         model=STR,
         upstream_model=STR,
         stream=typed("boolean"),
         status=typed("integer", "The HTTP status answered to the client."),
         prompt_tokens=INT,
         completion_tokens=INT,
-        cached_tokens=INT,
+        cached_tokens=typed(
+            "integer", "Prompt tokens read from the upstream's cache (part of prompt_tokens)."
+        ),
+        cache_write_tokens=typed(
+            "integer", "Prompt tokens written to the upstream's cache (part of prompt_tokens)."
+        ),
+        reasoning_tokens=typed("integer", "Output tokens spent on reasoning (part of completion_tokens)."),
+        protocol=typed(
+            "string", "The client's protocol.", enum=["openai", "responses", "anthropic", "gemini"]
+        ),
+        channel_type=typed("string", "The type of the channel that answered; empty when none did."),
         cost_micro_usd=MICRO,
         usage_source=typed("string", enum=["upstream", "estimated"]),
         latency_ms=INT,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import time
 from collections.abc import Iterator, Mapping
 from email.utils import parsedate_to_datetime
@@ -24,7 +25,7 @@ import orjson
 from gateway import sse
 from gateway.domain.models import UsageLog
 from gateway.neutral import Call, GatewayError, Reply, Usage, bad_request
-from gateway.protocols.base import Tally
+from gateway.protocols.base import Tally, unwrap_signature, wrap_signature
 from gateway.upstream import UpstreamRequest
 
 if TYPE_CHECKING:
@@ -159,6 +160,7 @@ def request_to_hub(call: Call) -> dict[str, Any]:
         return hub
     hub = dict(call.body)
     hub["model"] = call.model
+    hub["messages"] = [_message_to_hub(m) if m.get("role") == "assistant" else m for m in hub["messages"]]
     if call.max_output_tokens is not None:
         hub["max_tokens"] = call.max_output_tokens
     hub.pop("max_completion_tokens", None)
@@ -166,6 +168,82 @@ def request_to_hub(call: Call) -> dict[str, Any]:
     if isinstance(stop, str):
         hub["stop"] = [stop]
     return hub
+
+
+def _message_to_hub(message: dict[str, Any]) -> dict[str, Any]:
+    """An assistant message with the signatures this gateway handed out turned back into hub Signatures:
+    `thinking_blocks` (as LiteLLM shapes them) and Google's `extra_content.google.thought_signature` on a
+    tool call (as Gemini's own OpenAI-compatible API does)."""
+    blocks, calls = message.get("thinking_blocks"), message.get("tool_calls")
+    if not blocks and not calls:
+        return message
+    message = dict(message)
+    if isinstance(blocks, list):
+        hub_blocks = []
+        for block in blocks:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "redacted_thinking" and isinstance(block.get("data"), str):
+                hub_blocks.append({"type": "redacted_thinking", "data": block["data"]})
+            elif block.get("type") == "thinking":
+                signature = block.get("signature")
+                hub_blocks.append(
+                    {
+                        "type": "thinking",
+                        "thinking": block.get("thinking") if isinstance(block.get("thinking"), str) else "",
+                        "signature": unwrap_signature(signature, name)
+                        if isinstance(signature, str)
+                        else None,
+                    }
+                )
+        message["thinking_blocks"] = hub_blocks
+    if isinstance(calls, list):
+        hub_calls = []
+        for tool_call in calls:
+            if not isinstance(tool_call, dict):
+                continue
+            extra = tool_call.get("extra_content")
+            google = extra.get("google") if isinstance(extra, dict) else None
+            signature = google.get("thought_signature") if isinstance(google, dict) else None
+            function = tool_call.get("function") if isinstance(tool_call.get("function"), dict) else {}
+            hub_call = {
+                "id": tool_call.get("id") or new_id("call_"),
+                "type": "function",
+                "function": {
+                    "name": function.get("name") or "",
+                    "arguments": function.get("arguments") or "{}",
+                },
+            }
+            if isinstance(signature, str) and signature:
+                hub_call["signature"] = unwrap_signature(signature, "gemini")
+            hub_calls.append(hub_call)
+        message["tool_calls"] = hub_calls
+    return message
+
+
+def _tool_call_json(tool_call: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": tool_call["id"], "type": "function", "function": tool_call["function"]}
+    signature = tool_call.get("signature")
+    if signature:
+        out["extra_content"] = {"google": {"thought_signature": wrap_signature(signature, "gemini")}}
+    return out
+
+
+def _thinking_json(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for block in blocks:
+        if block.get("type") == "redacted_thinking":
+            out.append({"type": "redacted_thinking", "data": block.get("data", "")})
+        else:
+            signature = block.get("signature")
+            out.append(
+                {
+                    "type": "thinking",
+                    "thinking": block.get("thinking") or "",
+                    "signature": wrap_signature(signature, name) if signature else None,
+                }
+            )
+    return out
 
 
 def usage_json(usage: Usage | None) -> dict[str, Any] | None:
@@ -242,13 +320,19 @@ def stream_from_hub(call: Call, chunks: Iterator[dict[str, Any]]) -> Iterator[by
         if not choices:
             continue
         choice = choices[0]
-        delta = {k: v for k, v in (choice.get("delta") or {}).items() if k in _DELTA_FIELDS}
+        hub_delta = choice.get("delta") or {}
+        delta = {k: v for k, v in hub_delta.items() if k in _DELTA_FIELDS}
         calls = delta.get("tool_calls")
         if calls:
-            delta["tool_calls"] = [{k: v for k, v in c.items() if k != "signature"} for c in calls]
-            for c in delta["tool_calls"]:
-                if c.get("id"):
-                    c["type"] = "function"
+            delta["tool_calls"] = [_tool_delta_json(c) for c in calls]
+        if hub_delta.get("thinking_signature") or hub_delta.get("redacted_thinking"):
+            # one block per delta, in LiteLLM's shape, for clients that echo it back
+            signature, data = hub_delta.get("thinking_signature"), hub_delta.get("redacted_thinking")
+            delta["thinking_blocks"] = _thinking_json(
+                [{"type": "redacted_thinking", "data": data}]
+                if data
+                else [{"type": "thinking", "signature": signature}]
+            )
         out = {
             "id": ident,
             "object": "chat.completion.chunk",
@@ -270,6 +354,17 @@ def stream_from_hub(call: Call, chunks: Iterator[dict[str, Any]]) -> Iterator[by
         }
         yield sse.frame(orjson.dumps(out))
     yield DONE
+
+
+def _tool_delta_json(fragment: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in fragment.items() if k != "signature"}
+    if fragment.get("id"):
+        out["type"] = "function"
+    if fragment.get("signature"):
+        out["extra_content"] = {
+            "google": {"thought_signature": wrap_signature(fragment["signature"], "gemini")}
+        }
+    return out
 
 
 _DELTA_FIELDS = frozenset(("role", "content", "reasoning_content", "tool_calls", "refusal"))
@@ -574,8 +669,6 @@ def map_error(status: int, body: bytes, headers: Mapping[str, str]) -> GatewayEr
     )
 
 
-_counter = iter(range(1 << 62))
-
-
 def new_id(prefix: str) -> str:
-    return f"{prefix}{time.time_ns():x}{next(_counter):x}"
+    """A fresh id such as `chatcmpl-...` for an answer the gateway composes."""
+    return prefix + os.urandom(12).hex()
