@@ -47,6 +47,8 @@ def test_api_answers_as_documented(api: Gateway) -> None:
     calls = 0
     for result in schema.get_all_operations():
         operation = result.ok()
+        if any(tag.startswith("relay-") for tag in operation.tags or ()):
+            continue  # the relay's routes take the providers' bodies: tested with their SDKs
 
         @given(case=operation.as_strategy())
         @settings(

@@ -9,6 +9,7 @@ and checks every answer it gets against the schema documented for its status.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -19,6 +20,7 @@ from gateway import __version__
 from gateway.domain import accounts, bounds, channels, keys, ledger, pricing
 from gateway.domain.keys import LIMIT_FIELDS
 from gateway.domain.models import ApiKey
+from gateway.frontends import v1
 
 Schema = dict[str, Any]
 
@@ -683,17 +685,59 @@ def paths(routes: list[Route]) -> dict[str, dict[str, Schema]]:
     return result
 
 
+RELAY_SECURITY = [{"bearerKey": []}, {"anthropicKey": []}, {"googleKey": []}, {"googleKeyQuery": []}]
+RELAY_REFERENCES = {
+    "openai": "https://platform.openai.com/docs/api-reference",
+    "responses": "https://platform.openai.com/docs/api-reference/responses",
+    "anthropic": "https://docs.anthropic.com/en/api/messages",
+    "gemini": "https://ai.google.dev/api",
+}
+
+
+def relay_paths() -> dict[str, dict[str, Schema]]:
+    """The routes API keys reach (tag `relay-<protocol>`). Their bodies are the providers' own: the
+    operation points at the provider's reference instead of restating it."""
+    result: dict[str, dict[str, Schema]] = {}
+    for route in v1.ROUTES:
+        names = re.findall(r"\{(\w+)\}", route.path)
+        op: Schema = {
+            "tags": [f"relay-{route.protocol}"],
+            "summary": route.summary,
+            "description": f"Bodies and errors as in {RELAY_REFERENCES[route.protocol]}; errors in that "
+            "protocol's shape.",
+            "security": RELAY_SECURITY,
+            "responses": {
+                "200": {"description": "The answer, in the client's protocol."},
+                "default": {"description": "An error, in the client's protocol."},
+            },
+        }
+        if names:
+            op["parameters"] = [path(n, STR) for n in names]
+        if route.method == "POST":
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        result.setdefault(route.path, {})[route.method.lower()] = op
+    return result
+
+
 SPEC: Schema = {
     "openapi": "3.1.0",
     "info": {
         "title": "Relayhouse management API",
         "version": __version__,
         "description": "JSON under /api/ for the console and for automation. Money is integer micro-USD "
-        '(`*_micro_usd`) or USD (`*_usd`). Errors are `{"error": {message, type, param, code}}`.',
+        '(`*_micro_usd`) or USD (`*_usd`). Errors are `{"error": {message, type, param, code}}`. The '
+        "relay's own routes, which API keys reach, are listed under the `relay-*` tags.",
     },
-    "paths": paths(ROUTES),
+    "paths": {**paths(ROUTES), **relay_paths()},
     "components": {
         "securitySchemes": {
+            "bearerKey": {"type": "http", "scheme": "bearer", "description": "A relay key, `sk-...`."},
+            "anthropicKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            "googleKey": {"type": "apiKey", "in": "header", "name": "x-goog-api-key"},
+            "googleKeyQuery": {"type": "apiKey", "in": "query", "name": "key"},
             "bearerAuth": {
                 "type": "http",
                 "scheme": "bearer",

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from flask import Blueprint, Response, current_app, request
@@ -44,6 +44,57 @@ ENDPOINTS: dict[str, tuple[Any, str]] = {
     "/v1/responses/compact": (responses, "compact"),
     "/v1/responses/input_tokens": (responses, "input_tokens"),
 }
+
+
+class RelayRoute(NamedTuple):
+    """One route API keys reach, for the documentation: its method, path, protocol and what it does."""
+
+    method: str
+    path: str
+    protocol: str  # openai, responses, anthropic, gemini
+    summary: str
+
+
+ROUTES = [
+    RelayRoute("POST", "/v1/chat/completions", "openai", "Chat completions, streamed or not, on any "
+               "channel type"),
+    RelayRoute("POST", "/v1/completions", "openai", "Legacy text completions (OpenAI-compatible channels)"),
+    RelayRoute("POST", "/v1/embeddings", "openai", "Embeddings (OpenAI-compatible and Gemini channels)"),
+    RelayRoute("POST", "/v1/moderations", "openai", "Moderations (OpenAI-compatible channels)"),
+    RelayRoute("GET", "/v1/models", "openai", "The models this key can call; Anthropic's list shape with "
+               "an `anthropic-version` header, Google's with a Google key header"),
+    RelayRoute("GET", "/v1/models/{model}", "openai", "One model, in the same three shapes"),
+    RelayRoute("POST", "/v1/messages", "anthropic", "Anthropic Messages, streamed or not, on any channel "
+               "type (`?beta=true` accepted)"),
+    RelayRoute("POST", "/v1/messages/count_tokens", "anthropic", "Input tokens: asked of an Anthropic "
+               "channel, else estimated with the tokenizer"),
+    RelayRoute("POST", "/v1/responses", "responses", "OpenAI Responses API, streamed or not: native on "
+               "`openai` channels, converted to chat elsewhere; `store` and `previous_response_id` "
+               "everywhere"),
+    RelayRoute("GET", "/v1/responses/{response_id}", "responses", "A stored response"),
+    RelayRoute("DELETE", "/v1/responses/{response_id}", "responses", "Delete a stored response"),
+    RelayRoute("POST", "/v1/responses/{response_id}/cancel", "responses", "Cancel a background response"),
+    RelayRoute("POST", "/v1/responses/compact", "responses", "Compact a conversation into a compaction item"),
+    RelayRoute("POST", "/v1/responses/input_tokens", "responses", "Input tokens: asked of a native channel, "
+               "else estimated"),
+    RelayRoute("POST", "/v1beta/models/{model}:generateContent", "gemini", "Gemini generateContent on any "
+               "channel type (also under /v1/models/)"),
+    RelayRoute("POST", "/v1beta/models/{model}:streamGenerateContent", "gemini", "Streamed: SSE with "
+               "`alt=sse`, else one JSON array (also under /v1/models/)"),
+    RelayRoute("POST", "/v1beta/models/{model}:countTokens", "gemini", "Input tokens: asked of a Gemini "
+               "channel, else estimated"),
+    RelayRoute("POST", "/v1beta/models/{model}:embedContent", "gemini", "One embedding"),
+    RelayRoute("POST", "/v1beta/models/{model}:batchEmbedContents", "gemini", "Several embeddings"),
+    RelayRoute("GET", "/v1beta/models", "gemini", "The models this key can call, in Google's shape"),
+    RelayRoute("GET", "/v1beta/models/{model}", "gemini", "One model, in Google's shape"),
+    RelayRoute("GET", "/v1beta/openai/models", "openai", "The models, in OpenAI's shape"),
+    RelayRoute("POST", "/v1beta/openai/chat/completions", "openai", "Chat completions, as Gemini's "
+               "OpenAI-compatible path"),
+    RelayRoute("GET", "/dashboard/billing/subscription", "openai", "The key's spend limit or the wallet "
+               "balance, for chat front ends (also under /v1/)"),
+    RelayRoute("GET", "/dashboard/billing/usage", "openai", "The key's spend in cents between two dates "
+               "(also under /v1/)"),
+]  # fmt: skip
 GEMINI_ACTIONS = frozenset(
     ("generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents")
 )
