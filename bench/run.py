@@ -297,11 +297,14 @@ class Target:
     def base(self) -> str:
         return f"http://{self.host}:{self.port}{self.prefix}"
 
-    def request(self, body: dict[str, Any]) -> bytes:
-        """A raw keep-alive HTTP/1.1 request for /v1/chat/completions."""
+    def request(
+        self, body: dict[str, Any], path: str = "/v1/chat/completions", headers: tuple[str, ...] = ()
+    ) -> bytes:
+        """A raw keep-alive HTTP/1.1 request for `path` (default /v1/chat/completions)."""
         payload = json.dumps(body, separators=(",", ":")).encode()
         lines = [
-            f"POST {self.prefix}/v1/chat/completions HTTP/1.1",
+            f"POST {self.prefix}{path} HTTP/1.1",
+            *headers,
             f"Host: {self.host}:{self.port}",
             "User-Agent: relayhouse-bench",
             "Accept: */*",
@@ -672,7 +675,10 @@ class StreamRecord:
 class StreamConn(asyncio.Protocol):
     """One streaming request on its own connection; records time to first ``data:`` and to the end."""
 
-    def __init__(self, rec: StreamRecord, request: bytes, done: asyncio.Future[None]) -> None:
+    def __init__(
+        self, rec: StreamRecord, request: bytes, done: asyncio.Future[None], done_re: re.Pattern[bytes]
+    ) -> None:
+        self.done_re = done_re
         self.rec = rec
         self.request = request
         self.done = done
@@ -709,7 +715,7 @@ class StreamConn(asyncio.Protocol):
         rec.status = self.parser.status
         body = b"".join(self.parts)
         rec.events = body.count(b"data:")
-        rec.completed = error is None and rec.status == 200 and DONE_RE.search(body) is not None
+        rec.completed = error is None and rec.status == 200 and self.done_re.search(body) is not None
         if rec.completed:
             rec.duration = time.perf_counter() - rec.start
         elif error is None:
@@ -731,7 +737,9 @@ class StreamConn(asyncio.Protocol):
             self._finish("connection closed mid-stream")
 
 
-async def one_stream(target: Target, request: bytes, rec: StreamRecord, start_at: float) -> None:
+async def one_stream(
+    target: Target, request: bytes, rec: StreamRecord, start_at: float, done_re: re.Pattern[bytes] = DONE_RE
+) -> None:
     loop = asyncio.get_running_loop()
     delay = start_at - loop.time()
     if delay > 0:
@@ -741,7 +749,7 @@ async def one_stream(target: Target, request: bytes, rec: StreamRecord, start_at
     transport = None
     try:
         transport, _ = await loop.create_connection(
-            lambda: StreamConn(rec, request, done), target.host, target.port
+            lambda: StreamConn(rec, request, done, done_re), target.host, target.port
         )
         await done
     except OSError as exc:
@@ -772,18 +780,27 @@ class StreamResult:
 
 
 async def stream_phase(
-    target: Target, model: str, n: int, ramp_s: float, timeout_s: float, gw_pid: int | None
+    target: Target,
+    model: str,
+    n: int,
+    ramp_s: float,
+    timeout_s: float,
+    gw_pid: int | None,
+    request: bytes | None = None,
+    done_re: re.Pattern[bytes] = DONE_RE,
 ) -> StreamResult:
-    """``n`` concurrent streams, starts spread evenly over ``ramp_s``; each stops at ``timeout_s``."""
+    """``n`` concurrent streams, starts spread evenly over ``ramp_s``; each stops at ``timeout_s``. A stream
+    is complete when its body matches ``done_re`` (OpenAI's ``data: [DONE]`` by default)."""
     loop = asyncio.get_running_loop()
-    request = target.request(chat_body(model, stream=True))
+    request = request or target.request(chat_body(model, stream=True))
     recs = [StreamRecord() for _ in range(n)]
     gc.collect()
     cpu0 = cpu_seconds(gw_pid) if gw_pid else 0.0
     t0 = loop.time() + 0.05
     w0 = time.perf_counter()
     tasks = [
-        loop.create_task(one_stream(target, request, rec, t0 + ramp_s * i / n)) for i, rec in enumerate(recs)
+        loop.create_task(one_stream(target, request, rec, t0 + ramp_s * i / n, done_re))
+        for i, rec in enumerate(recs)
     ]
     _, pending = await asyncio.wait(tasks, timeout=timeout_s + ramp_s + 0.05)
     for t in pending:

@@ -435,8 +435,12 @@ class _Handler(BaseHTTPRequestHandler):
         rec = RecordedRequest(self.command, url.path, url.query, headers, body, raw)
         fake._record(rec)
         credential = headers.get("authorization") or ""
-        if not credential and (headers.get("x-api-key") or headers.get("x-goog-api-key") or headers.get("api-key")):
-            credential = "Bearer " + (headers.get("x-api-key") or headers.get("x-goog-api-key") or headers["api-key"])
+        if not credential and (
+            headers.get("x-api-key") or headers.get("x-goog-api-key") or headers.get("api-key")
+        ):
+            credential = "Bearer " + (
+                headers.get("x-api-key") or headers.get("x-goog-api-key") or headers["api-key"]
+            )
         beh, outcome = fake._decide(credential)
         self.rec, self.beh = rec, beh
         protocol = _protocol_fake(self.command, url.path)
@@ -449,7 +453,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif outcome == "auth":
                 self._send_json(401, _invalid_key_error(credential))
             elif outcome == "fail" and protocol is not None:
-                protocol.failure(self, 429 if beh.quota_exhausted and beh.status is None else (beh.status or 500), body)
+                protocol.failure(
+                    self, 429 if beh.quota_exhausted and beh.status is None else (beh.status or 500), body
+                )
             elif outcome == "fail":
                 self._send_failure(body)
             elif protocol is not None:
@@ -477,6 +483,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(status, payload, extra)
 
     def _route(self, path: str, raw: bytes, body: Any) -> None:
+        if path.startswith("/openai/deployments/"):  # Azure OpenAI: /openai/deployments/<name>/chat/...
+            deployment, _, rest = path[len("/openai/deployments/") :].partition("/")
+            if "api-version=" not in self.rec.query or not deployment:
+                self._send_json(404, error_object("Resource not found", "invalid_request_error"))
+                return
+            path = "/v1/" + rest
         post_routes: dict[str, Callable[[dict[str, Any]], None]] = {
             "/v1/chat/completions": self._chat,
             "/v1/completions": self._completions,
