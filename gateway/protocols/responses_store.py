@@ -1,0 +1,217 @@
+"""What the gateway keeps of OpenAI Responses API conversations.
+
+* `stored_responses` rows, per user, behind `previous_response_id`, `GET` and `DELETE /v1/responses/{id}`.
+  A response a channel served natively only binds its id to that channel (the upstream keeps the
+  conversation, so follow-ups and GET must go back there); a converted one keeps the conversation itself:
+  the hub messages up to and including its answer, and the Response object GET returns. Rows expire after
+  the retention (`RESPONSES_RETENTION_DAYS`, 30 by default, as OpenAI keeps responses) and are purged now
+  and then, off the request's path.
+* Compaction items made by the gateway (for channels that have no `/responses/compact` of their own): the
+  summary travels in the client's hands, as `encrypted_content` signed with a key derived from the app's
+  `SECRET_KEY` and bound to the user, so that a forged one, or another user's, is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+import orjson
+from flask import Flask
+
+from gateway.domain.models import StoredResponse, db
+
+log = logging.getLogger("relayhouse.responses")
+DEFAULT_RETENTION_DAYS = 30.0
+PURGE_EVERY_S = 600.0
+EXTENSION = "relayhouse.responses"
+SEAL_PREFIX = "rhc1."
+_SEAL_CONTEXT = b"relayhouse/responses/compaction/v1"
+
+
+@dataclass(slots=True)
+class Stored:
+    """A stored response, detached from the database session."""
+
+    id: str
+    user_id: int
+    channel_id: int | None
+    native: bool
+    model: str
+    status: str = "completed"
+    messages: list[dict[str, Any]] | None = None  # converted: the conversation, hub messages
+    response: dict[str, Any] | None = None  # converted: the Response object
+
+
+class ResponseStore:
+    """The `stored_responses` table, for one app."""
+
+    def __init__(self, app: Flask, retention_days: float) -> None:
+        self.app = app
+        self.retention_days = retention_days
+        self._next_purge = 0.0
+
+    @classmethod
+    def of(cls, app: Flask, retention_days: float | None = None) -> ResponseStore:
+        store = app.extensions.get(EXTENSION)
+        if store is None:
+            store = cls(app, retention_days if retention_days is not None else retention_from_env())
+            app.extensions[EXTENSION] = store
+        return store
+
+    def get(self, user_id: int, response_id: str) -> Stored | None:
+        """The user's response of that id, unless it expired; another user's is as absent as a missing one."""
+        now = _utcnow()
+        with self.app.app_context():
+            row = db.session.get(StoredResponse, response_id)
+            found = None
+            if (
+                row is not None
+                and row.user_id == user_id
+                and (row.expires_at is None or row.expires_at > now)
+            ):
+                found = Stored(
+                    row.id,
+                    row.user_id,
+                    row.channel_id,
+                    row.native,
+                    row.model,
+                    row.status,
+                    revive(orjson.loads(row.messages)) if row.messages else None,
+                    orjson.loads(row.response) if row.response else None,
+                )
+            db.session.rollback()
+        return found
+
+    def get_many(self, user_id: int, response_ids: set[str]) -> list[Stored]:
+        return [s for s in (self.get(user_id, i) for i in sorted(response_ids)) if s is not None]
+
+    def save(self, stored: Stored) -> None:
+        now = _utcnow()
+        row = StoredResponse(
+            id=stored.id,
+            user_id=stored.user_id,
+            channel_id=stored.channel_id,
+            native=stored.native,
+            model=stored.model[:128],
+            status=stored.status[:16],
+            created_at=now,
+            expires_at=now + dt.timedelta(days=self.retention_days) if self.retention_days > 0 else None,
+            messages=orjson.dumps(stored.messages).decode() if stored.messages is not None else None,
+            response=orjson.dumps(stored.response).decode() if stored.response is not None else "",
+        )
+        with self.app.app_context():
+            try:
+                db.session.merge(row)
+                db.session.commit()
+            except Exception:  # a lost row costs a follow-up, never the answer already given
+                db.session.rollback()
+                log.exception("could not store response %s", stored.id)
+
+    def delete(self, user_id: int, response_id: str) -> bool:
+        with self.app.app_context():
+            done = db.session.execute(
+                db.delete(StoredResponse).where(
+                    StoredResponse.id == response_id, StoredResponse.user_id == user_id
+                )
+            ).rowcount
+            db.session.commit()
+        return bool(done)
+
+    def purge(self) -> int:
+        """Delete every expired row; the number deleted."""
+        with self.app.app_context():
+            done = db.session.execute(
+                db.delete(StoredResponse).where(StoredResponse.expires_at <= _utcnow())
+            ).rowcount
+            db.session.commit()
+        return done or 0
+
+    def purge_now_and_then(self) -> None:
+        """Start a purge in the background when the last one is `PURGE_EVERY_S` old."""
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + PURGE_EVERY_S
+        gevent.spawn(self._purge_quietly)
+
+    def _purge_quietly(self) -> None:
+        try:
+            self.purge()
+        except Exception:
+            log.exception("could not purge expired responses")
+
+
+def retention_from_env() -> float:
+    value = os.environ.get("RESPONSES_RETENTION_DAYS", "").strip()
+    try:
+        return float(value) if value else DEFAULT_RETENTION_DAYS
+    except ValueError:
+        return DEFAULT_RETENTION_DAYS
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)  # the columns hold naive UTC
+
+
+def revive(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hub messages read back from JSON: their signatures are `(origin, value)` tuples again."""
+    for message in messages:
+        for block in message.get("thinking_blocks") or ():
+            if isinstance(block.get("signature"), list):
+                block["signature"] = tuple(block["signature"])
+        for call in message.get("tool_calls") or ():
+            if isinstance(call.get("signature"), list):
+                call["signature"] = tuple(call["signature"])
+    return messages
+
+
+# -- compaction items ----------------------------------------------------------------------------------
+def seal_key(secret_key: str | bytes) -> bytes:
+    """The key compaction items are signed with, derived from the app's SECRET_KEY (never the key itself)."""
+    secret = secret_key.encode() if isinstance(secret_key, str) else secret_key
+    return hmac.new(secret, _SEAL_CONTEXT, hashlib.sha256).digest()
+
+
+def seal(key: bytes, user_id: int, summary: str) -> str:
+    payload = _b64(orjson.dumps({"u": user_id, "s": summary, "t": int(time.time())}))
+    return f"{SEAL_PREFIX}{payload}.{_b64(_mac(key, payload))}"
+
+
+def is_sealed(text: Any) -> bool:
+    return isinstance(text, str) and text.startswith(SEAL_PREFIX)
+
+
+def unseal(key: bytes, user_id: int, text: str) -> str | None:
+    """The summary a sealed compaction item stands for; None when it was not made by this gateway for this
+    user (a forgery, an altered one, another user's)."""
+    payload, _, mac = text[len(SEAL_PREFIX) :].partition(".")
+    try:
+        if not hmac.compare_digest(_unb64(mac), _mac(key, payload)):
+            return None
+        data = orjson.loads(_unb64(payload))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("u") != user_id or not isinstance(data.get("s"), str):
+        return None
+    return data["s"]
+
+
+def _mac(key: bytes, payload: str) -> bytes:
+    return hmac.new(key, payload.encode(), hashlib.sha256).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
