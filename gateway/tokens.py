@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import os
 import tempfile
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,7 @@ def reserve_prompt_tokens(endpoint: str, body: dict[str, Any], raw_bytes: int) -
     """An upper-ish bound on a request's prompt tokens, cheap enough for every request (no tokenizer): a
     token is rarely shorter than 3 bytes of JSON text. An image's bytes are no measure of its tokens, so an
     image part counts as its allowance instead (`image_parts`)."""
-    image_bytes, image_tokens = image_parts(body) if endpoint == "chat" else (0, 0)
+    image_bytes, image_tokens = image_parts(body) if endpoint == "chat" else (0, 0)  # `kind`, any protocol
     return (raw_bytes - image_bytes) // 3 + 1 + image_tokens
 
 
@@ -154,22 +155,45 @@ IMAGE_TOKENS_LOW = 85
 
 
 def image_parts(body: dict[str, Any]) -> tuple[int, int]:
-    """The characters of a chat's image parts (their URLs, often base64 data) and their token allowance."""
+    """The characters of a request's image parts (their URLs or base64 data) and their token allowance, in
+    any protocol's shape: OpenAI's `image_url` parts, Anthropic's `image` blocks, Gemini's `inlineData`
+    parts and the Responses API's `input_image` items."""
     chars = allowance = 0
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        return 0, 0
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, list):
-            continue
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "image_url":
-                continue
+    for part in _parts(body):
+        kind = part.get("type")
+        data: Any = None
+        detail = None
+        if kind == "image_url":
             image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
+            data = image.get("url") if isinstance(image, dict) else image
             detail = image.get("detail") if isinstance(image, dict) else None
-            if isinstance(url, str):
-                chars += len(url)
-            allowance += IMAGE_TOKENS_LOW if detail == "low" else IMAGE_TOKENS_HIGH
+        elif kind == "input_image":
+            data, detail = part.get("image_url"), part.get("detail")
+        elif kind == "image":
+            source = part.get("source")
+            data = (source.get("data") or source.get("url")) if isinstance(source, dict) else None
+        elif isinstance(part.get("inlineData"), dict) and str(
+            part["inlineData"].get("mimeType", "")
+        ).startswith("image/"):
+            data = part["inlineData"].get("data")
+        else:
+            continue
+        if isinstance(data, str):
+            chars += len(data)
+        allowance += IMAGE_TOKENS_LOW if detail == "low" else IMAGE_TOKENS_HIGH
     return chars, allowance
+
+
+def _parts(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The content parts of a request's turns: `messages` (OpenAI, Anthropic), `contents` (Gemini) or
+    `input` items (Responses)."""
+    for name, key in (("messages", "content"), ("input", "content"), ("contents", "parts")):
+        turns = body.get(name)
+        if not isinstance(turns, list):
+            continue
+        for turn in turns:
+            content = turn.get(key) if isinstance(turn, dict) else None
+            if isinstance(content, list):
+                yield from (part for part in content if isinstance(part, dict))
+            if isinstance(turn, dict) and turn.get("type") == "input_image":
+                yield turn

@@ -55,6 +55,25 @@ def test_reservations_stay_an_upper_bound_for_text() -> None:
     assert tokens.IMAGE_TOKENS_HIGH + tokens.IMAGE_TOKENS_LOW < reserved < 2000
 
 
+def test_images_count_as_their_allowance_in_every_protocol() -> None:
+    data = "A" * 100_000
+    for body in (
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "image", "source": {"type": "base64", "data": data}}]}
+            ]
+        },
+        {"contents": [{"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": data}}]}]},
+        {
+            "input": [
+                {"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png," + data}]}
+            ]
+        },
+    ):
+        reserved = tokens.reserve_prompt_tokens("chat", body, len(json.dumps(body)))
+        assert tokens.IMAGE_TOKENS_HIGH <= reserved < 1600, body.keys()
+
+
 def test_counting_a_huge_prompt_does_not_stall_other_requests(
     gateway: Gateway, fresh_upstream: FakeUpstream
 ) -> None:
