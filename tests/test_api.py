@@ -221,6 +221,8 @@ def test_openapi_document_is_public_and_complete(admin: Api) -> None:
             assert op["summary"] and op["responses"], (method, path)
             if op["security"] == []:
                 public.add(f"{method.upper()} {path}")
+            elif not path.startswith("/api/"):  # the relay's: an API key in any protocol's header
+                assert op["tags"][0].startswith("relay-") and {"bearerKey": []} in op["security"], path
             else:
                 assert op["security"] == [{"bearerAuth": []}, {"cookieAuth": []}], (method, path)
                 assert "401" in op["responses"], (method, path)
