@@ -144,6 +144,54 @@ def _input_tokens(item: Any) -> int:
     return 0
 
 
+TOOL_TRIGGER = "use a tool"
+READ_FILE = re.compile(r"Read the file (\S+?)\.? and")
+
+
+def chat_answer(body: dict[str, Any], content: str) -> tuple[dict[str, Any] | None, str, str]:
+    """How the fake answers a chat turn: (a tool call or None, the text, the reasoning text).
+
+    A tool call of the first tool (or the one `tool_choice` names) when the last message is the user's and
+    `tool_choice` is `required` or names a function, or the user's text contains "use a tool"; its
+    arguments fill each required string property with "fake <name>", and a `file_path` with the file a
+    "Read the file <path> and ..." prompt names. After a tool result: `<content> The tool returned: <it>`.
+    Reasoning text ("Let me think about it.") when the request sets `reasoning_effort`."""
+    messages = [m for m in body.get("messages") or () if isinstance(m, dict)]
+    reasoning = "Let me think about it." if body.get("reasoning_effort") not in (None, "none") else ""
+    last = next((m for m in reversed(messages) if m.get("role") in ("user", "tool", "assistant")), {})
+    if last.get("role") == "tool":
+        return None, f"{content} The tool returned: {_message_text(last.get('content'))}", reasoning
+    tools = [
+        t["function"]
+        for t in body.get("tools") or ()
+        if isinstance(t, dict) and isinstance(t.get("function"), dict)
+    ]
+    choice = body.get("tool_choice")
+    text = _message_text(last.get("content")) if last.get("role") == "user" else ""
+    named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    if not tools or choice == "none" or not (choice == "required" or named or TOOL_TRIGGER in text.lower()):
+        return None, content, reasoning
+    found = READ_FILE.search(text)
+    reads = (
+        [t for t in tools if str(t.get("name")).lower() in ("read", "read_file")]
+        if found and not named
+        else []
+    )
+    tool = reads[0] if reads else next((t for t in tools if t.get("name") == named), tools[0])
+    schema = tool.get("parameters") if isinstance(tool.get("parameters"), dict) else {}
+    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    arguments = {
+        name: f"fake {name}"
+        for name in schema.get("required") or ()
+        if (properties.get(name) or {}).get("type", "string") == "string"
+    }
+    if found and "file_path" in properties:
+        arguments["file_path"] = found.group(1)
+    call = {"id": _new_id("call_"), "type": "function",
+            "function": {"name": tool.get("name", ""), "arguments": json.dumps(arguments)}}  # fmt: skip
+    return call, content, reasoning
+
+
 def completion_prompt_tokens(prompt: Any) -> int:
     """Prompt tokens of a legacy completion: words (or token ids) of the prompt(s) + 1."""
     return _input_tokens(prompt) + 1
@@ -530,6 +578,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         beh, model, created, cid = self.beh, body["model"], int(time.time()), _new_id("chatcmpl-")
         usage = self._usage_for(chat_prompt_tokens(body["messages"]))
+        tool_call, content, reasoning = chat_answer(body, beh.content)
+        if tool_call is not None or content != beh.content or reasoning:
+            self._chat_turn(body, cid, created, tool_call, content, reasoning)
+            return
         if body.get("stream"):
             base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                     "system_fingerprint": "fp_fake"}  # fmt: skip
@@ -553,6 +605,54 @@ class _Handler(BaseHTTPRequestHandler):
         if not beh.no_usage:
             answer["usage"] = usage
         self._send_json(200, answer)
+
+    def _chat_turn(
+        self,
+        body: dict[str, Any],
+        cid: str,
+        created: int,
+        tool_call: dict[str, Any] | None,
+        content: str,
+        reasoning: str,
+    ) -> None:
+        """A chat answer with a tool call, a tool result quoted, or reasoning text (see `chat_answer`)."""
+        beh, model = self.beh, body["model"]
+        arguments = tool_call["function"]["arguments"] if tool_call else ""
+        completion = count_words(arguments) if tool_call else count_words(content)
+        usage = _usage(
+            chat_prompt_tokens(body["messages"]), completion + count_words(reasoning), beh.cached_tokens
+        )
+        usage["completion_tokens_details"] = {"reasoning_tokens": count_words(reasoning)}
+        finish = "tool_calls" if tool_call else "stop"
+        if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": None if tool_call else content}
+            if reasoning:
+                message["reasoning_content"] = reasoning
+            if tool_call:
+                message["tool_calls"] = [tool_call]
+            answer = {"id": cid, "object": "chat.completion", "created": created, "model": model,
+                      "choices": [{"index": 0, "message": message, "finish_reason": finish}]}  # fmt: skip
+            if not beh.no_usage:
+                answer["usage"] = usage
+            self._send_json(200, answer)
+            return
+        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+            return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+        pieces = [chunk({"reasoning_content": p}) for p in split_content(reasoning, 2)] if reasoning else []
+        if tool_call:
+            half = len(arguments) // 2
+            head = {"index": 0, "id": tool_call["id"], "type": "function",
+                    "function": {"name": tool_call["function"]["name"], "arguments": ""}}  # fmt: skip
+            pieces.append(chunk({"tool_calls": [head]}))
+            for part in (arguments[:half], arguments[half:]):
+                pieces.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}))
+        else:
+            pieces += [chunk({"content": p}) for p in split_content(content, beh.chunks)]
+        first = chunk({"role": "assistant", "content": ""})
+        self._stream(body, first, pieces, chunk({}, finish), {**base, "choices": []}, usage)
 
     def _completions(self, body: dict[str, Any]) -> None:
         beh, model, created, cid = self.beh, body["model"], int(time.time()), _new_id("cmpl-")
