@@ -12,7 +12,7 @@ What it answers, deterministically:
   * a thinking block ("Let me think about it.", signed `sig-fake-...`) first when thinking is on;
   * a `tool_use` of the first tool (or the one `tool_choice` names) when tools are given, tool_choice is
     `any`/`tool`, or the last user text contains "use a tool"; its input fills each required string
-    property with "fake <name>";
+    property with "fake <name>"; Claude Code's "Read the file <path> and ..." calls its `Read` tool on it;
   * after a tool result: `<content> The tool returned: <the result's text>`; else `content` (the knob).
 
 Tokens: input = words of the system text + per message (words of its text and tool results + 3), at least
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from typing import Any
 
@@ -35,6 +36,7 @@ PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 THINKING_TEXT = "Let me think about it."
 SIGNATURE_PREFIX = "sig-fake-"
 TOOL_TRIGGER = "use a tool"
+READ_FILE = re.compile(r"Read the file (\S+?)\.? and")  # Claude Code's recorded tool scenario
 CREDIT_MESSAGE = (
     "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or "
     "purchase credits."
@@ -112,7 +114,7 @@ def _last_user_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def _tool_to_call(body: dict[str, Any]) -> dict[str, Any] | None:
+def _tool_to_call(body: dict[str, Any], triggered: bool = False) -> dict[str, Any] | None:
     tools = [t for t in body.get("tools") or () if isinstance(t, dict) and isinstance(t.get("name"), str)]
     if not tools:
         return None
@@ -124,7 +126,7 @@ def _tool_to_call(body: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if choice.get("type") == "tool":
         return next((t for t in tools if t["name"] == choice.get("name")), tools[0])
-    if choice.get("type") == "any" or TOOL_TRIGGER in _text(blocks).lower():
+    if triggered or choice.get("type") == "any" or TOOL_TRIGGER in _text(blocks).lower():
         return tools[0]
     return None
 
@@ -144,10 +146,13 @@ def answer_blocks(body: dict[str, Any], content: str) -> tuple[list[dict[str, An
     blocks: list[dict[str, Any]] = []
     if _thinking_on(body):
         blocks.append({"type": "thinking", "thinking": THINKING_TEXT, "signature": _signature(THINKING_TEXT)})
-    tool = _tool_to_call(body)
+    tool, arguments = _tool_to_call(body), None
+    read = READ_FILE.search(_text(_last_user_blocks(body)))
+    if read and any(t.get("name") == "Read" for t in body.get("tools") or ()) and _tool_to_call(body, True):
+        tool, arguments = {"name": "Read"}, {"file_path": read.group(1)}
     if tool is not None:
         call = {"type": "tool_use", "id": "toolu_fake_" + uuid.uuid4().hex[:16], "name": tool["name"]}
-        blocks.append({**call, "input": _tool_input(tool)})
+        blocks.append({**call, "input": arguments if arguments is not None else _tool_input(tool)})
         return blocks, "tool_use"
     results = [b for b in _last_user_blocks(body) if b.get("type") == "tool_result"]
     if results:
@@ -185,7 +190,9 @@ def refusal(headers: dict[str, str], path: str, body: Any) -> str | None:
     temperature = body.get("temperature")
     if isinstance(temperature, int | float) and not 0 <= temperature <= 1:
         return "temperature: Input should be less than or equal to 1"
-    return _thinking_refusal(body) or _messages_refusal(body["messages"], _thinking_on(body))
+    thinking = body.get("thinking")
+    enabled = isinstance(thinking, dict) and thinking.get("type") == "enabled"
+    return _thinking_refusal(body) or _messages_refusal(body["messages"], enabled)
 
 
 def _thinking_refusal(body: dict[str, Any]) -> str | None:
