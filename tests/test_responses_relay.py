@@ -311,6 +311,27 @@ def test_another_users_responses_are_not_found(setup: Setup) -> None:
     assert setup.client.responses.retrieve(created.id).id == created.id  # still there for its owner
 
 
+def test_item_references_find_stored_items(gateway: Gateway, fresh_upstream: FakeUpstream) -> None:
+    setup = new_setup(gateway, fresh_upstream, "chat")
+    setup.fake.behave(content="The capital is Oslo.")
+    first = setup.client.responses.create(model=setup.model, input="Capital of Norway?")
+    (message,) = first.output
+    setup.fake.behave(content=CONTENT)
+    follow = setup.client.responses.create(
+        model=setup.model,
+        input=[
+            {"role": "user", "content": "Capital of Norway?"},
+            {"type": "item_reference", "id": message.id},
+            {"role": "user", "content": "And its population?"},
+        ],
+    )
+    assert follow.output_text == CONTENT
+    assert [m["role"] for m in setup.fake.last_request.json["messages"]] == ["user", "assistant", "user"]
+    assert setup.fake.last_request.json["messages"][1]["content"] == "The capital is Oslo."
+    with pytest.raises(openai.NotFoundError):
+        setup.client.responses.create(model=setup.model, input=[{"type": "item_reference", "id": "msg_nope"}])
+
+
 def test_store_false_keeps_nothing(setup: Setup) -> None:
     created = setup.client.responses.create(model=setup.model, input="Forget this.", store=False)
     with pytest.raises(openai.NotFoundError):

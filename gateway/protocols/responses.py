@@ -41,18 +41,18 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway import tokens, upstream
-from gateway.neutral import Call, GatewayError, Reply, Usage, bad_request, redacted
+from gateway import tokens
+from gateway.neutral import Call, GatewayError, Usage, bad_request
 from gateway.protocols import openai
 from gateway.protocols.base import Signature, Tally, unwrap_signature, wrap_signature
-from gateway.protocols.responses_store import ResponseStore, Stored, is_sealed, seal, seal_key, unseal
+from gateway.protocols.responses_store import input_items, item_id, seal
+from gateway.protocols.responses_store import manage as manage  # the relay's hooks live with the state
+from gateway.protocols.responses_store import prepare as prepare
 from gateway.upstream import UpstreamRequest
 
 if TYPE_CHECKING:
     from gateway.catalog import ChannelInfo, UpstreamKey
-    from gateway.domain.keys import KeyInfo
     from gateway.relay import Inbound
-    from gateway.runtime import Runtime
 
 name = "responses"
 PATHS = {
@@ -61,7 +61,6 @@ PATHS = {
     "input_tokens": "/responses/input_tokens",
 }
 KINDS = {"responses": "chat", "compact": "chat", "input_tokens": "count"}
-JSON_HEADERS = [("Content-Type", "application/json")]
 
 # -- conversion tables -------------------------------------------------------------------------------
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
@@ -96,8 +95,6 @@ COMPACT_PROMPT = (
     "the decisions made, the facts learned, the tools called and their important results, the files, "
     "names and identifiers involved, and what remains to be done. Write only the summary."
 )
-# item ids made here embed their response's token, so an `item_reference` finds its stored response
-_OWN_ITEM_ID = re.compile(r"^[a-z]+_([0-9a-f]{32})_[0-9]+$")
 # the stream position of the current greenlet (gevent makes threading.local greenlet-local), so that an
 # error event after a broken stream continues its sequence numbers
 _position = threading.local()
@@ -163,7 +160,7 @@ def parse_request(endpoint: str, raw: bytes, inbound: Inbound | None = None) -> 
 def estimate_count(call: Call) -> bytes:
     """The answer of `/v1/responses/input_tokens` when no channel counts natively: counted here."""
     names, tools = _tools(call.body)
-    conversation = _Transcript(names, call.extra).convert(_input_items(call.body))
+    conversation = _Transcript(names, call.extra).convert(input_items(call.body))
     text = [_instructions(call.body)] + [_message_text(m) for m in conversation]
     if tools:
         text.append(orjson.dumps(tools).decode())
@@ -212,7 +209,7 @@ def _tools(body: dict[str, Any]) -> tuple[ToolNames, list[dict[str, Any]]]:
     """The client's tools (top-level, and those of `additional_tools` input items) as hub functions."""
     names, hub = ToolNames(), []
     declared = list(body.get("tools") or ())
-    for item in _input_items(body):
+    for item in input_items(body):
         if item.get("type") == "additional_tools" and isinstance(item.get("tools"), list):
             declared.extend(item["tools"])
     for tool in declared:
@@ -274,13 +271,6 @@ def _tool_choice(choice: Any, names: ToolNames) -> Any:
 
 
 # -- inbound: input items to hub messages ------------------------------------------------------------
-def _input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
-    data = body.get("input")
-    if isinstance(data, str):
-        return [{"type": "message", "role": "user", "content": data}]
-    return [item for item in data or () if isinstance(item, dict)]
-
-
 def _instructions(body: dict[str, Any]) -> str:
     value = body.get("instructions")
     if isinstance(value, str):
@@ -500,7 +490,7 @@ def request_to_hub(call: Call) -> dict[str, Any]:
     body = call.body
     names, tools = _tools(body)
     call.extra["names"] = names
-    conversation = _Transcript(names, call.extra).convert(_input_items(body), call.extra.get("history"))
+    conversation = _Transcript(names, call.extra).convert(input_items(body), call.extra.get("history"))
     call.extra["conversation"] = conversation  # what a stored response keeps, with its answer
     instructions = _instructions(body)
     messages = ([{"role": "system", "content": instructions}] if instructions else []) + conversation
@@ -551,7 +541,7 @@ def _compact_request(call: Call) -> dict[str, Any]:
     """Compaction on a channel without `/responses/compact`: the same model is asked for a summary of the
     conversation, told as a transcript (so that no upstream needs the tools it used)."""
     names, _ = _tools(call.body)
-    conversation = _Transcript(names, call.extra).convert(_input_items(call.body), call.extra.get("history"))
+    conversation = _Transcript(names, call.extra).convert(input_items(call.body), call.extra.get("history"))
     call.extra["kept"] = [
         _user_item(m) for m in conversation if m["role"] == "user" and not _is_summary(m.get("content"))
     ]
@@ -616,14 +606,14 @@ def _input_parts(content: Any) -> list[dict[str, Any]]:
 # -- inbound: the Response object --------------------------------------------------------------------
 @dataclass(slots=True)
 class _Ids:
-    """Output item ids that name their response (see `_OWN_ITEM_ID`)."""
+    """Output item ids that name their response (see `responses_store.item_id`)."""
 
     token: str
     count: int = 0
 
     def __call__(self, prefix: str) -> str:
         self.count += 1
-        return f"{prefix}_{self.token}_{self.count}"
+        return item_id(prefix, self.token, self.count)
 
 
 def _visibility(call: Call) -> tuple[bool, bool]:
@@ -1134,7 +1124,7 @@ def _native_input(call: Call) -> list[dict[str, Any]] | None:
     gateway kept (converted earlier), its own compaction items and item ids; None when nothing changes."""
     history = call.extra.get("history")
     summaries, references = call.extra.get("summaries") or {}, call.extra.get("references") or {}
-    items = _input_items(call.body)
+    items = input_items(call.body)
     if history is None and not summaries and not references:
         return None
     out = _items_from_hub(history, _tools(call.body)[0]) if history else []
@@ -1277,162 +1267,3 @@ def response_to_hub(call: Call, body: bytes) -> dict[str, Any]:
 
 def stream_to_hub(call: Call, chunks: Iterator[bytes], tally: Tally) -> Iterator[dict[str, Any]]:
     raise GatewayError(500, "The Responses protocol is not a hub upstream.", "server_error")
-
-
-# -- state: stored responses, follow-ups, compaction items -------------------------------------------
-@dataclass(slots=True)
-class _Keeper:
-    """Stores a finished answer for one user (set by `prepare` when the request has `store` on)."""
-
-    store: ResponseStore
-    user_id: int
-
-    def converted(self, call: Call, response: dict[str, Any], message: dict[str, Any]) -> None:
-        kept = {
-            k: v
-            for k, v in message.items()
-            if k in ("role", "content", "reasoning_content", "thinking_blocks", "tool_calls")
-        }
-        conversation = [*call.extra.get("conversation", ()), kept]
-        self.store.save(
-            Stored(
-                response["id"],
-                self.user_id,
-                call.served_by,
-                False,
-                call.model,
-                response["status"],
-                conversation,
-                response,
-            )
-        )
-
-    def native(self, call: Call, response: dict[str, Any]) -> None:
-        if isinstance(response.get("id"), str) and response.get("store") is not False:
-            status = response.get("status") if isinstance(response.get("status"), str) else "completed"
-            self.store.save(Stored(response["id"], self.user_id, call.served_by, True, call.model, status))
-
-
-def _store(rt: Runtime) -> ResponseStore:
-    return ResponseStore.of(rt.app, getattr(rt.settings, "responses_retention_days", None))
-
-
-def prepare(rt: Runtime, key: KeyInfo, call: Call) -> None:
-    """After authentication: resolve `previous_response_id` (a native one pins its channel; a converted one
-    brings its conversation), this gateway's compaction items and item references, and arrange for the
-    answer to be stored."""
-    store = _store(rt)
-    store.purge_now_and_then()
-    call.extra["user_id"] = key.user_id
-    call.extra["seal_key"] = seal_key(rt.app.config["SECRET_KEY"])
-    previous = call.body.get("previous_response_id")
-    if previous:
-        stored = store.get(key.user_id, previous)
-        if stored is None:
-            raise GatewayError(
-                404,
-                f"Previous response with id '{previous}' not found.",
-                "invalid_request_error",
-                "previous_response_not_found",
-                "previous_response_id",
-            )
-        if stored.native:
-            call.pin_channel = stored.channel_id
-        else:
-            call.extra["history"] = stored.messages or []
-    _resolve_items(store, key.user_id, call)
-    if call.endpoint == "responses" and call.body.get("store") is not False:
-        call.extra["keep"] = _Keeper(store, key.user_id)
-
-
-def _resolve_items(store: ResponseStore, user_id: int, call: Call) -> None:
-    summaries: dict[str, str] = {}
-    wanted: set[str] = set()
-    for item in _input_items(call.body):
-        secret = item.get("encrypted_content")
-        if item.get("type") == "compaction" and is_sealed(secret):
-            summary = unseal(call.extra["seal_key"], user_id, secret)
-            if summary is None:
-                raise bad_request(
-                    "The compaction item's encrypted_content is not valid.",
-                    "input",
-                    "invalid_encrypted_content",
-                )
-            summaries[secret] = summary
-        elif item.get("type") == "item_reference" and (found := _OWN_ITEM_ID.match(str(item.get("id")))):
-            wanted.add("resp_" + found.group(1))
-    references: dict[str, dict[str, Any]] = {}
-    for stored in store.get_many(user_id, wanted):
-        for output in (stored.response or {}).get("output") or ():
-            if isinstance(output, dict) and output.get("id"):
-                references[output["id"]] = output
-    call.extra["summaries"], call.extra["references"] = summaries, references
-
-
-def manage(rt: Runtime, key: KeyInfo, method: str, response_id: str, action: str | None = None) -> Reply:
-    """GET and DELETE `/v1/responses/{id}`, POST `/v1/responses/{id}/cancel`: a native response at the channel
-    that made it, a converted one from the store. Another user's response is as absent as a missing one."""
-    store = _store(rt)
-    stored = store.get(key.user_id, response_id)
-    if stored is None:
-        return render_error(
-            GatewayError(
-                404,
-                f"Response with id '{response_id}' not found.",
-                "invalid_request_error",
-                None,
-                "response_id",
-            )
-        )
-    if stored.native:
-        return _manage_native(rt, store, stored, method, action)
-    if action == "cancel":
-        return render_error(
-            bad_request(
-                "Only responses created with background=true can be cancelled; this one is "
-                + stored.status
-                + "."
-            )
-        )
-    if action:
-        return render_error(
-            GatewayError(404, f"Unknown response action '{action}'.", "invalid_request_error")
-        )
-    if method == "DELETE":
-        store.delete(key.user_id, response_id)
-        return Reply(
-            200, list(JSON_HEADERS), orjson.dumps({"id": response_id, "object": "response", "deleted": True})
-        )
-    return Reply(200, list(JSON_HEADERS), orjson.dumps(stored.response or {}))
-
-
-def _manage_native(
-    rt: Runtime, store: ResponseStore, stored: Stored, method: str, action: str | None
-) -> Reply:
-    channel = rt.catalog.snapshot.channels.get(stored.channel_id or 0)
-    key = rt.router.pick_key(channel) if channel is not None else None
-    if channel is None or key is None:
-        return render_error(
-            GatewayError(
-                503,
-                "The channel that holds this response cannot be reached now.",
-                "server_error",
-                "channel_unavailable",
-                retry_after=1,
-            )
-        )
-    path = f"/responses/{stored.id}" + (f"/{action}" if action else "")
-    url = openai.endpoint_url(channel, path, channel.upstream_model(stored.model))
-    request = UpstreamRequest(
-        method, url, {**openai.auth_headers(channel, key), "Accept": "application/json"}, b""
-    )
-    try:
-        answer = upstream.send(rt.pools, request, channel.timeout_s or rt.settings.default_timeout_s)
-        body = upstream.read_body(answer)
-    except GatewayError as err:
-        return render_error(redacted(err, key.secret))
-    if answer.status_code >= 400:
-        return render_error(redacted(map_error(answer.status_code, body, answer.headers), key.secret))
-    if method == "DELETE" and not action:
-        store.delete(stored.user_id, stored.id)
-    return Reply(answer.status_code, list(JSON_HEADERS), body)
