@@ -512,6 +512,34 @@ def codex_records() -> list[dict[str, Any]]:
     return [json.loads(line) for line in CODEX.read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.parametrize(
+    ("route", "upstream_model"), [("anthropic", "claude-x"), ("gemini", "gemini-3-flash")]
+)
+def test_codex_requests_replayed_to_anthropic_and_gemini(
+    route: str, upstream_model: str, gateway: Gateway, fresh_upstream: FakeUpstream
+) -> None:
+    """Codex's recorded turns (the tool turns echo calls another upstream made, without signatures) make
+    requests these upstreams take, and a valid event sequence back."""
+    models = sorted({r["body"]["model"] for r in codex_records()})
+    make_channel(gateway, fresh_upstream, route, models, model_mapping={m: upstream_model for m in models})
+    for model in models:
+        gateway.price(model)
+    key = gateway.key(gateway.user(10))["key"]
+    for record in codex_records():
+        reply = http(
+            "POST",
+            gateway.v1 + "/responses",
+            headers={"authorization": "Bearer " + key, "content-type": "application/json"},
+            raw=json.dumps(record["body"]).encode(),
+        )
+        assert reply.status == 200, (record["scenario"], record["seq"], reply.raw[:500])
+        final = accumulate(sse_events(reply.raw))
+        assert upstream_model in fresh_upstream.last_request.path + json.dumps(
+            fresh_upstream.last_request.json
+        )
+        assert final.status == "completed" and final.output
+
+
 def test_codex_requests_replayed_to_a_chat_channel(gateway: Gateway) -> None:
     """Each recorded Codex request, as its bytes, to a channel that converts to chat (the model mapped): a
     valid event sequence the SDK accumulates; the tool turns' calls come back as Codex declared them."""
