@@ -27,7 +27,7 @@ from tests.fake_anthropic import (
     parse_sse,
     prompt_tokens,
 )
-from tests.fake_upstream import FakeUpstream, chat_answer, chat_prompt_tokens, count_words
+from tests.fake_upstream import FakeUpstream, chat_answer, chat_prompt_tokens, count_words, split_content
 
 CONTENT = "Hello from the fake upstream."
 CLAUDE_RECORDINGS = Path("/work/shared/clients/claude.jsonl")
@@ -358,6 +358,27 @@ def test_upstream_error_mid_stream_ends_with_an_error_event(setup: Setup) -> Non
         ) as stream:
             stream.get_final_message()
     assert "Overloaded" in str(caught.value)
+
+
+def test_a_cut_stream_ends_with_an_error_event_and_bills_what_was_delivered(setup: Setup) -> None:
+    setup.fake.behave(cut_after_chunks=2, chunks=5)
+    body = {
+        "model": setup.model,
+        "max_tokens": 50,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    reply = http("POST", setup.gateway.url + "/v1/messages", body, {"x-api-key": setup.key["key"]})
+    events = parse_sse(reply.raw)
+    assert events[0][0] == "message_start" and events[-1][0] == "error"
+    deltas = [data["delta"].get("text", "") for name, data in events if name == "content_block_delta"]
+    assert "".join(deltas) == "".join(split_content(CONTENT, 5)[:2])
+    row = setup.gateway.wait_for_log(reply.headers["x-request-id"])
+    assert row["status"] == 502 and row["usage_source"] == "estimated" and row["completion_tokens"] >= 1
+    if setup.native:  # message_start's input count is exact; only the output is counted here
+        assert row["prompt_tokens"] == prompt_tokens(setup.fake.last_request.json)
+    cost = row["prompt_tokens"] * INPUT_PER_MTOK + row["completion_tokens"] * OUTPUT_PER_MTOK
+    assert row["cost_micro_usd"] == cost and setup.gateway.balance(setup.user) == 10_000_000 - cost
 
 
 # -- failover and replays --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from gateway import tokens
 from gateway.neutral import Call, GatewayError, Usage
 from gateway.protocols import anthropic
 from gateway.protocols.base import Tally, wrap_signature
@@ -770,3 +771,20 @@ def test_map_error(status: int, body: dict[str, Any], retryable: bool, disables:
     err = anthropic.map_error(status, orjson.dumps({"type": "error", "error": body}), {"retry-after": "7"})
     assert (err.retryable, err.disables_key, err.upstream_status) == (retryable, disables, status)
     assert err.message == body["message"] and err.code == body["type"] and err.retry_after == 7
+
+
+def test_a_cut_stream_keeps_its_input_counts_and_estimates_its_output() -> None:
+    call = call_of(messages_body({"role": "user", "content": "x"}, stream=True))
+    for convert in (anthropic.native_stream, anthropic.stream_to_hub):
+        tally = Tally()
+        list(convert(call, iter(UPSTREAM_STREAM[:9]), tally))  # up to the text block's stop: no message_delta
+        assert tally.usage is not None and tally.usage.source == "estimated"
+        assert (tally.usage.prompt_tokens, tally.usage.cached_tokens, tally.usage.cache_write_tokens) == (
+            145,
+            100,
+            5,
+        )
+        assert tally.usage.completion_tokens == tokens.count("claude-x", "Think.Hi there") > 1
+    tally = Tally()
+    list(anthropic.native_stream(call, iter(UPSTREAM_STREAM), tally))
+    assert tally.usage == Usage(145, 25, 100, cache_write_tokens=5)  # complete: as reported

@@ -27,6 +27,7 @@ Where the protocols do not meet (docs/protocols.md lists every such choice):
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 import time
@@ -1092,36 +1093,54 @@ def _parse_event(block: bytes) -> tuple[bytes, bytes] | None:
 
 
 class _UsageReader:
-    """Usage as a stream reports it: in `message_start`, then cumulative in each `message_delta` (whose
-    absent fields keep their `message_start` values)."""
+    """Usage as a stream reports it, recorded in the tally: in `message_start`, then cumulative in each
+    `message_delta` (whose absent fields keep their `message_start` values). A stream cut before its
+    `message_delta` has only `message_start`'s output count (1): `settle` counts the text delivered so far
+    as the output instead, marked estimated, and keeps the exact input counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, call: Call, tally: Tally) -> None:
+        self.model = call.model
+        self.tally = tally
         self.seen: dict[str, Any] = {}
+        self.final = False
+        tally.text_of = delivered_text
 
-    def read(self, event: bytes, data: dict[str, Any]) -> Usage | None:
+    def read(self, event: bytes, data: dict[str, Any]) -> None:
         found = (data.get("message") or {}).get("usage") if event == b"message_start" else data.get("usage")
         if not isinstance(found, dict):
-            return None
+            return
         self.seen.update({k: v for k, v in found.items() if v is not None})
-        return usage_from(self.seen)
+        self.final = self.final or event == b"message_delta"
+        usage = usage_from(self.seen)
+        if usage is not None:
+            self.tally.usage = usage
+
+    def settle(self) -> None:
+        usage = self.tally.usage
+        if self.final or usage is None:
+            return
+        delivered = tokens.count(self.model, delivered_text(self.tally.payloads))
+        completion = max(usage.completion_tokens, delivered)
+        self.tally.usage = dataclasses.replace(usage, completion_tokens=completion, source="estimated")
 
 
 def native_stream(call: Call, chunks: Iterator[bytes], tally: Tally) -> Iterator[bytes]:
     """The upstream's events as they come, event names kept; usage read from message_start/message_delta
     only, so that content events pass unparsed."""
-    tally.text_of = delivered_text
-    usage = _UsageReader()
-    for event, payload in events(chunks):
-        tally.payloads.append(payload)
-        if event in (b"message_start", b"message_delta"):
-            try:
-                data = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                data = None
-            found = usage.read(event, data) if isinstance(data, dict) else None
-            if found is not None:
-                tally.usage = found
-        yield frame(event, payload)
+    usage = _UsageReader(call, tally)
+    try:
+        for event, payload in events(chunks):
+            tally.payloads.append(payload)
+            if event in (b"message_start", b"message_delta"):
+                try:
+                    data = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    data = None
+                if isinstance(data, dict):
+                    usage.read(event, data)
+            yield frame(event, payload)
+    finally:
+        usage.settle()
 
 
 def _hub_chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -1167,43 +1186,46 @@ def _block_delta(delta: dict[str, Any], tools: list[int], index: int) -> dict[st
 
 
 def stream_to_hub(call: Call, chunks: Iterator[bytes], tally: Tally) -> Iterator[dict[str, Any]]:
-    tally.text_of = delivered_text
-    usage = _UsageReader()
+    usage = _UsageReader(call, tally)
     tools: list[int] = []  # block indexes of tool_use blocks, in order: a hub tool call's index is its place
-    for event, payload in events(chunks):
-        tally.payloads.append(payload)
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(data, dict):
-            continue
-        kind = data.get("type")
-        if kind == "error" or event == b"error":
-            error = data.get("error") if isinstance(data.get("error"), dict) else {}
-            message = str(error.get("message") or "The upstream stream failed.")
-            raise GatewayError(502, message, "server_error", "upstream_stream_error")
-        if kind in ("message_start", "message_delta"):
-            found = usage.read(event, data)
-            if found is not None:
-                tally.usage = found
-        delta: dict[str, Any] | None = None
-        if kind == "message_start":
-            delta = {"role": "assistant", "content": ""}
-        elif kind == "content_block_start" and isinstance(data.get("content_block"), dict):
-            delta = _block_start(data["content_block"], tools, data.get("index", 0))
-        elif kind == "content_block_delta" and isinstance(data.get("delta"), dict):
-            delta = _block_delta(data["delta"], tools, data.get("index", 0))
-        elif kind == "message_delta":
-            stop = (data.get("delta") or {}).get("stop_reason")
-            if stop:
-                yield _hub_chunk({}, STOP_TO_FINISH.get(stop, "stop"))
-        elif kind == "message_stop":
-            break
-        if delta is not None:
-            yield _hub_chunk(delta)
+    try:
+        for event, payload in events(chunks):
+            tally.payloads.append(payload)
+            try:
+                data = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(data, dict):
+                continue
+            if data.get("type") == "message_stop":
+                break
+            if data.get("type") in ("message_start", "message_delta"):
+                usage.read(event, data)
+            yield from _hub_chunks(event, data, tools)
+    finally:
+        usage.settle()
     if tally.usage is not None:
         yield {"choices": [], "usage": tally.usage}
+
+
+def _hub_chunks(event: bytes, data: dict[str, Any], tools: list[int]) -> Iterator[dict[str, Any]]:
+    """One upstream event as hub chunks (none, for pings, stops and what the hub has no form for)."""
+    kind = data.get("type")
+    if kind == "error" or event == b"error":
+        error = data.get("error") if isinstance(data.get("error"), dict) else {}
+        message = str(error.get("message") or "The upstream stream failed.")
+        raise GatewayError(502, message, "server_error", "upstream_stream_error")
+    delta: dict[str, Any] | None = None
+    if kind == "message_start":
+        delta = {"role": "assistant", "content": ""}
+    elif kind == "content_block_start" and isinstance(data.get("content_block"), dict):
+        delta = _block_start(data["content_block"], tools, data.get("index", 0))
+    elif kind == "content_block_delta" and isinstance(data.get("delta"), dict):
+        delta = _block_delta(data["delta"], tools, data.get("index", 0))
+    elif kind == "message_delta" and (data.get("delta") or {}).get("stop_reason"):
+        yield _hub_chunk({}, STOP_TO_FINISH.get(data["delta"]["stop_reason"], "stop"))
+    if delta is not None:
+        yield _hub_chunk(delta)
 
 
 def delivered_text(payloads: list[bytes]) -> str:
