@@ -358,6 +358,34 @@ def test_a_follow_up_goes_to_the_channel_that_made_the_response(gateway: Gateway
         other.stop()
 
 
+def test_a_converted_conversation_continues_on_a_native_channel(gateway: Gateway) -> None:
+    chat, native = FakeUpstream("chat").start(), FakeUpstream("native").start()
+    try:
+        model = "m-" + secrets.token_hex(4)
+        converting = make_channel(gateway, chat, "chat", [model], priority=10)
+        make_channel(gateway, native, "native", [model], priority=5)
+        gateway.price(model)
+        client = gateway.client(gateway.key(gateway.user(10)))
+        first = client.responses.create(model=model, input="My name is Ada.")
+        assert chat.last_request.path == "/v1/chat/completions"
+        gateway.ok("PATCH", f"/channels/{converting['id']}", {"status": "disabled"})
+        second = client.responses.create(model=model, input="Who am I?", previous_response_id=first.id)
+        assert second.output_text == CONTENT
+        sent = native.last_request.json
+        assert "previous_response_id" not in sent
+        texts = [
+            i["content"] if isinstance(i["content"], str) else i["content"][0]["text"] for i in sent["input"]
+        ]
+        assert [(i["role"], text) for i, text in zip(sent["input"], texts, strict=True)] == [
+            ("user", "My name is Ada."),
+            ("assistant", CONTENT),
+            ("user", "Who am I?"),
+        ]
+    finally:
+        chat.stop()
+        native.stop()
+
+
 def test_expired_responses_are_gone(tmp_path: Path, fresh_upstream: FakeUpstream) -> None:
     gateway = start_gateway(
         tmp_path, database_url_for("sqlite", tmp_path), RESPONSES_RETENTION_DAYS="0.00002"

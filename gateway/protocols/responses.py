@@ -45,7 +45,7 @@ from gateway import tokens
 from gateway.neutral import Call, GatewayError, Usage, bad_request
 from gateway.protocols import openai
 from gateway.protocols.base import Signature, Tally, unwrap_signature, wrap_signature
-from gateway.protocols.responses_store import input_items, item_id, seal
+from gateway.protocols.responses_store import input_items, own_item_id, seal
 from gateway.protocols.responses_store import manage as manage  # the relay's hooks live with the state
 from gateway.protocols.responses_store import prepare as prepare
 from gateway.upstream import UpstreamRequest
@@ -73,7 +73,7 @@ EFFORTS = {
     "high": "high",
     "xhigh": "high",
 }
-PASSED = ("temperature", "top_p", "parallel_tool_calls")  # same name, same meaning in the hub
+PASSED = ("temperature", "top_p")  # same name, same meaning in the hub
 TOOL_CHOICES = {"auto": "auto", "none": "none", "required": "required"}
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 TERMINAL_EVENTS = (b"response.completed", b"response.incomplete", b"response.failed")
@@ -228,6 +228,8 @@ def _hub_tool(names: ToolNames, tool: dict[str, Any], namespace: str | None) -> 
     kind, tool_name = tool.get("type"), tool.get("name")
     if kind not in ("function", "custom") or not isinstance(tool_name, str) or not tool_name:
         return []  # hosted tools (web_search, file_search, ...) have no hub form
+    if flat_name(namespace, tool_name) in names.tools:
+        return []  # declared twice (top-level and in an additional_tools item): upstreams refuse duplicates
     description = tool.get("description") if isinstance(tool.get("description"), str) else ""
     if kind == "custom":
         function = {
@@ -500,6 +502,8 @@ def request_to_hub(call: Call) -> dict[str, Any]:
         choice = _tool_choice(body.get("tool_choice"), names)
         if choice is not None:
             hub["tool_choice"] = choice
+        if isinstance(body.get("parallel_tool_calls"), bool):  # OpenAI refuses it without tools
+            hub["parallel_tool_calls"] = body["parallel_tool_calls"]
     for key in PASSED:
         if body.get(key) is not None:
             hub[key] = body[key]
@@ -606,14 +610,14 @@ def _input_parts(content: Any) -> list[dict[str, Any]]:
 # -- inbound: the Response object --------------------------------------------------------------------
 @dataclass(slots=True)
 class _Ids:
-    """Output item ids that name their response (see `responses_store.item_id`)."""
+    """Output item ids that name their response (see `responses_store.own_item_id`)."""
 
     token: str
     count: int = 0
 
     def __call__(self, prefix: str) -> str:
         self.count += 1
-        return item_id(prefix, self.token, self.count)
+        return own_item_id(prefix, self.token, self.count)
 
 
 def _visibility(call: Call) -> tuple[bool, bool]:
@@ -787,6 +791,8 @@ def _output_items(call: Call, message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _keep(call: Call, response: dict[str, Any], message: dict[str, Any]) -> None:
+    """Store the answer before the client has it (the last event or the body), so that a follow-up sent the
+    moment it arrives finds it."""
     keeper = call.extra.get("keep")
     if keeper is not None:
         keeper.converted(call, response, message)
@@ -837,7 +843,7 @@ class _Stream:
         self.names: ToolNames = call.extra.get("names") or ToolNames()
         self.summary, self.encrypted = _visibility(call)
         self.ids = _Ids(call.extra["token"])
-        self.sequence = 0
+        self.sequence = _position.sequence = 0
         self.output: dict[int, dict[str, Any]] = {}
         self.next_index = 0
         self.reasoning: _Open | None = None
@@ -1229,7 +1235,9 @@ def native_stream(call: Call, chunks: Iterator[bytes], tally: Tally) -> Iterator
     """The upstream's events as they come, with their names; usage from the terminal event."""
     tally.text_of = delivered_text
     keeper = call.extra.get("keep")
+    _position.sequence = 0
     for event, payload in _sse_blocks(chunks):
+        _position.sequence += 1  # OpenAI numbers its events from 0, one by one
         if not event:  # a server that names its events only inside the data
             found = re.match(rb'\s*\{\s*"type"\s*:\s*"([^"]+)"', payload)
             event = found.group(1) if found else b"message"

@@ -163,7 +163,7 @@ class ResponseStore:
             log.exception("could not purge expired responses")
 
 
-def item_id(prefix: str, token: str, number: int) -> str:
+def own_item_id(prefix: str, token: str, number: int) -> str:
     """The id of a converted response's output item (`resp_<token>`'s), as `OWN_ITEM_ID` reads it back."""
     return f"{prefix}_{token}_{number}"
 
