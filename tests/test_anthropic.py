@@ -243,6 +243,26 @@ def test_tool_history_is_converted_for_an_openai_channel(
     assert sent["tool_choice"] == "auto"
 
 
+def test_a_long_tool_name_survives_an_openai_channel(gateway: Gateway, fresh_upstream: FakeUpstream) -> None:
+    setup = converted_setup(gateway, fresh_upstream)
+    long = "mcp__" + "a_very_long_server_name_" * 3 + "__get_weather"
+    tool = {**WEATHER, "name": long}
+    question = {"role": "user", "content": "Weather in Oslo? Please use a tool."}
+    first = setup.client.messages.create(model=setup.model, max_tokens=100, tools=[tool], messages=[question])
+    call = first.content[-1]
+    assert call.type == "tool_use" and call.name == long
+    sent = fresh_upstream.last_request.json["tools"][0]["function"]["name"]
+    assert len(sent) <= 64 < len(long)
+    result = {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Sunny"}],
+    }
+    messages = [question, {"role": "assistant", "content": first.content}, result]
+    second = setup.client.messages.create(model=setup.model, max_tokens=100, tools=[tool], messages=messages)
+    assert text_of(second) == f"{CONTENT} The tool returned: Sunny"
+    assert fresh_upstream.last_request.json["messages"][1]["tool_calls"][0]["function"]["name"] == sent
+
+
 # -- images and thinking -------------------------------------------------------------------------------
 def test_image_input(setup: Setup) -> None:
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}

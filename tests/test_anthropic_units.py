@@ -788,3 +788,30 @@ def test_a_cut_stream_keeps_its_input_counts_and_estimates_its_output() -> None:
     tally = Tally()
     list(anthropic.native_stream(call, iter(UPSTREAM_STREAM), tally))
     assert tally.usage == Usage(145, 25, 100, cache_write_tokens=5)  # complete: as reported
+
+
+def test_tool_names_longer_than_openai_takes_are_shortened_and_named_back() -> None:
+    long = "mcp__" + "a_very_long_server_name_" * 3 + "__search_files"
+    schema = {"type": "object", "properties": {}}
+    body = messages_body(
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": long, "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "none"}]},
+        tools=[{"name": long, "input_schema": schema}, {"name": "Read", "input_schema": schema}],
+        tool_choice={"type": "tool", "name": long},
+        stream=True,
+    )
+    call = call_of(body)
+    hub = anthropic.request_to_hub(call)
+    short = hub["tools"][0]["function"]["name"]
+    assert len(long) > 64 >= len(short) and hub["tools"][1]["function"]["name"] == "Read"
+    assert hub["tool_choice"]["function"]["name"] == short
+    assert hub["messages"][1]["tool_calls"][0]["function"]["name"] == short == hub["messages"][2]["name"]
+    tool_call = {"id": "c1", "type": "function", "function": {"name": short, "arguments": "{}"}}
+    answer = orjson.loads(
+        anthropic.response_from_hub(call, hub_response({"tool_calls": [tool_call]}, "tool_calls"))
+    )
+    assert answer["content"][0]["name"] == long
+    chunks = hub_chunks({"tool_calls": [{"index": 0, **tool_call}]}, finish="tool_calls")
+    message = check_sequence(parse_sse(b"".join(anthropic.stream_from_hub(call, iter(chunks)))))
+    assert message["content"][0]["name"] == long

@@ -53,6 +53,7 @@ KINDS = {"messages": "chat", "count_tokens": "count"}
 PASSED_HEADERS = ("anthropic-version", "anthropic-beta")  # to an Anthropic upstream, when native
 DEFAULT_MAX_TOKENS = 4096  # `max_tokens` is required; a hub request may have none
 MIN_THINKING_BUDGET = 1024  # the API's minimum `budget_tokens`
+TOOL_NAME_MAX_CHARS = 64  # OpenAI's limit on a function's name; Anthropic's is 128
 USER_ID_MAX_CHARS = 64  # longer ids (Claude Code sends a JSON object) travel as a digest in hub `user`
 JSON_HEADERS = [("Content-Type", "application/json")]
 STREAM_HEADERS = [
@@ -231,7 +232,40 @@ def request_to_hub(call: Call) -> dict[str, Any]:
     schema = _output_schema(body)
     if schema is not None:
         hub["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    names = _shorten_tool_names(hub)
+    if names:
+        call.extra["tool_names"] = names
     return hub
+
+
+def _short_name(name: str, table: dict[str, str]) -> str:
+    if len(name) <= TOOL_NAME_MAX_CHARS:
+        return name
+    short = name[: TOOL_NAME_MAX_CHARS - 9] + "_" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    table[short] = name
+    return short
+
+
+def _shorten_tool_names(hub: dict[str, Any]) -> dict[str, str]:
+    """Tool names longer than OpenAI's limit (Claude Code's `mcp__<server>__<tool>` can be) shortened in
+    the hub request, everywhere they occur; the table (short -> long) names them back in the answer."""
+    table: dict[str, str] = {}
+    functions = [t["function"] for t in hub.get("tools") or ()]
+    if isinstance(hub.get("tool_choice"), dict):
+        functions.append(hub["tool_choice"]["function"])
+    for message in hub["messages"]:
+        functions.extend(c["function"] for c in message.get("tool_calls") or ())
+    for function in functions:
+        function["name"] = _short_name(function["name"], table)
+    for message in hub["messages"]:
+        if message["role"] == "tool" and "name" in message:
+            message["name"] = _short_name(message["name"], table)
+    return table
+
+
+def _long_name(call: Call, name: Any) -> str:
+    name = str(name or "")
+    return (call.extra.get("tool_names") or {}).get(name, name)
 
 
 def _joined_text(value: Any, separator: str = "\n") -> str:
@@ -550,7 +584,7 @@ def _content_json(call: Call, message: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "type": "tool_use",
                 "id": tool_call.get("id") or new_id("toolu_"),
-                "name": function.get("name") or "",
+                "name": _long_name(call, function.get("name")),
                 "input": _arguments(function.get("arguments")),
             }
         )
@@ -645,7 +679,7 @@ class _EventWriter:
             block = {
                 "type": "tool_use",
                 "id": tool_call.get("id") or new_id("toolu_"),
-                "name": function.get("name") or "",
+                "name": _long_name(self.call, function.get("name")),
             }
             yield from self._start({**block, "input": {}})
             self.tools[position] = self.index
