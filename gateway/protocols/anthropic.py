@@ -17,6 +17,11 @@ Where the protocols do not meet (docs/protocols.md lists every such choice):
     and an Anthropic upstream gets only thinking blocks it signed itself.
   * Thinking blocks are shown only to a client that asked for thinking (`thinking` enabled or adaptive), so
     that `content[0].text` keeps working for the others.
+  * Into the hub: text-only content becomes one string (DeepSeek and others take no part lists); a tool
+    name longer than 64 characters (OpenAI's limit) is shortened and named back in the answer; a
+    `metadata.user_id` longer than 64 characters becomes its SHA-256 digest.
+  * A stream cut before its `message_delta` keeps `message_start`'s input counts; its output is counted
+    from the delivered text.
   * Towards an Anthropic upstream: every system or developer message goes into the top-level `system`, in
     order, mid-conversation ones included; `response_format` becomes an instruction appended to it (the
     Messages API has no JSON mode); thinking is switched off when the last assistant turn calls tools
