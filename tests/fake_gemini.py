@@ -68,13 +68,22 @@ def signature_for(function_name: str) -> str:
 THOUGHT_SIGNATURE = signature_for("thought")
 
 
+def field(obj: Any, name: str) -> Any:
+    """A request field by its JSON name or its proto name (`thinkingConfig`, `thinking_config`): Google's
+    parser takes both, and google-genai sends some nested fields in snake case."""
+    if not isinstance(obj, dict):
+        return None
+    value = obj.get(name)
+    return obj.get(re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), name)) if value is None else value
+
+
 def _texts(parts: Any) -> list[str]:
     return [p["text"] for p in parts or () if isinstance(p, dict) and isinstance(p.get("text"), str)]
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:
     """Prompt tokens of a generate (or count) request: words of its text parts + 2 per content; at least 1."""
-    system = (body.get("systemInstruction") or {}).get("parts")
+    system = field(field(body, "systemInstruction"), "parts")
     total = sum(count_words(t) for t in _texts(system))
     for content in body.get("contents") or ():
         total += sum(count_words(t) for t in _texts(content.get("parts"))) + 2
@@ -82,11 +91,11 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 
 
 def thinking_enabled(body: dict[str, Any]) -> bool:
-    config = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+    config = field(field(body, "generationConfig"), "thinkingConfig") or {}
     return bool(
-        config.get("includeThoughts")
-        or config.get("thinkingLevel")
-        or (config.get("thinkingBudget") or 0) > 0
+        field(config, "includeThoughts")
+        or field(config, "thinkingLevel")
+        or (field(config, "thinkingBudget") or 0) > 0
     )
 
 
@@ -102,7 +111,7 @@ def fake_args(schema: Any) -> dict[str, Any]:
 
 
 def _declarations(body: dict[str, Any]) -> list[dict[str, Any]]:
-    return [d for tool in body.get("tools") or () for d in tool.get("functionDeclarations") or ()]
+    return [d for tool in body.get("tools") or () for d in field(tool, "functionDeclarations") or ()]
 
 
 def _signature_problem(model: str, body: dict[str, Any]) -> str | None:
@@ -119,17 +128,17 @@ def _signature_problem(model: str, body: dict[str, Any]) -> str | None:
             continue
         parts = content.get("parts") or []
         for part in parts:
-            signature = part.get("thoughtSignature")
+            signature = field(part, "thoughtSignature")
             if signature is not None and signature not in known:
                 return "Thought signature is not valid."
-        calls = [p for p in parts if "functionCall" in p]
+        calls = [p for p in parts if field(p, "functionCall")]
         if (
             model.startswith("gemini-3")
             and index > last_user
             and calls
-            and "thoughtSignature" not in calls[0]
+            and not field(calls[0], "thoughtSignature")
         ):
-            name = calls[0]["functionCall"].get("name")
+            name = field(calls[0], "functionCall").get("name")
             return (
                 f"Function call `{name}` in the {index + 1}. content block is missing a `thought_signature`. "
                 "Learn more: https://ai.google.dev/gemini-api/docs/thought-signatures"
@@ -141,14 +150,14 @@ def _answer_parts(body: dict[str, Any], content: str) -> tuple[list[dict[str, An
     """The answer's parts (without thoughts) and its candidate tokens."""
     contents = body.get("contents") or []
     last = contents[-1] if contents else {}
-    results = [p["functionResponse"] for p in last.get("parts") or () if "functionResponse" in p]
+    results = [field(p, "functionResponse") for p in last.get("parts") or () if field(p, "functionResponse")]
     if results:
         text = f"{content} The tool returned: {json.dumps(results[-1].get('response'))}"
         return [{"text": text}], count_words(text)
     said = " ".join(_texts(last.get("parts")))
     for declaration in _declarations(body):
         if declaration.get("name") and declaration["name"] in said:
-            schema = declaration.get("parametersJsonSchema") or declaration.get("parameters")
+            schema = field(declaration, "parametersJsonSchema") or declaration.get("parameters")
             call = {"name": declaration["name"], "args": fake_args(schema)}
             return [
                 {"functionCall": call, "thoughtSignature": signature_for(declaration["name"])}
@@ -191,7 +200,7 @@ def handle(handler: Any, path: str, body: Any) -> None:
     elif action in ("embedContent", "batchEmbedContents"):
         _embed(handler, action, body)
     elif action == "countTokens":
-        request = body.get("generateContentRequest") or body
+        request = field(body, "generateContentRequest") or body
         handler._send_json(200, {"totalTokens": prompt_tokens(request)})
     elif not body.get("contents"):
         _error(handler, 400, "* GenerateContentRequest.contents: contents is not specified\n")
@@ -206,7 +215,7 @@ def _generate(handler: Any, model: str, stream: bool, body: dict[str, Any]) -> N
     parts, candidates = _answer_parts(body, beh.content)
     thinking = thinking_enabled(body)
     thoughts = count_words(THOUGHT) if thinking else 0
-    shown = (body.get("generationConfig") or {}).get("thinkingConfig", {}).get("includeThoughts") is True
+    shown = field(field(field(body, "generationConfig"), "thinkingConfig"), "includeThoughts") is True
     thought_parts = [{"text": THOUGHT, "thought": True}] if shown else []
     prompt = prompt_tokens(body)
     usage = None if beh.no_usage else _usage(handler, prompt, candidates, thoughts)
@@ -272,7 +281,7 @@ def _embed(handler: Any, action: str, body: dict[str, Any]) -> None:
         if not text:
             _error(handler, 400, "* EmbedContentRequest.content: contents is not specified\n")
             return
-        dimensions = request.get("outputDimensionality") or DEFAULT_DIMENSIONS
+        dimensions = field(request, "outputDimensionality") or DEFAULT_DIMENSIONS
         vectors.append({"values": _embedding(text, dimensions)})
     handler._send_json(
         200, {"embedding": vectors[0]} if action == "embedContent" else {"embeddings": vectors}

@@ -4,6 +4,7 @@ errors both ways, and what google-genai makes of the gateway's error bodies."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 
 from gateway import tokens
 from gateway.catalog import ChannelInfo, UpstreamKey
@@ -207,8 +209,27 @@ def test_thoughts_and_signatures_of_a_model_turn() -> None:
     ]
 
 
+def test_foreign_signatures_are_base64_for_google_genai_and_come_back_in_either_alphabet() -> None:
+    signature = ("anthropic", "EqQBCkYIBxgCKkA+/x" * 5)
+    wrapped = gemini.wrap_for_client(signature)
+    answer = {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "a", "thoughtSignature": wrapped}]}}]
+    }
+    parsed = genai_types.GenerateContentResponse._from_response(response=answer, kwargs={})
+    echoed = parsed.candidates[0].content.parts[0].model_dump(mode="json", by_alias=True)["thoughtSignature"]
+    assert gemini.client_signature(echoed) == gemini.client_signature(wrapped) == signature
+    urlsafe = base64.urlsafe_b64encode(wrap_signature(("anthropic", "a~~~b?>>"), "gemini").encode()).decode()
+    assert "-" in urlsafe or "_" in urlsafe  # google-genai sends bytes back in the URL-safe alphabet
+    assert gemini.client_signature(urlsafe) == ("anthropic", "a~~~b?>>")
+    assert gemini.client_signature("skip_thought_signature_validator") == (
+        "gemini",
+        "skip_thought_signature_validator",
+    )
+    assert gemini.wrap_for_client(("gemini", "R2Vt")) == "R2Vt"
+
+
 def test_a_wrapped_foreign_signature_comes_back_with_its_origin() -> None:
-    wrapped = wrap_signature(("anthropic", "EqQBCkYIBxgC"), "gemini")
+    wrapped = gemini.wrap_for_client(("anthropic", "EqQBCkYIBxgC"))
     body = {
         "contents": [
             user({"text": "q"}),
@@ -359,7 +380,8 @@ def test_response_from_hub_with_tool_calls_and_usage() -> None:
     parts = candidate["content"]["parts"]
     assert parts[0] == {"text": "Checking."}
     assert parts[1] == {"functionCall": {"id": "call_1", "name": "weather", "args": {"city": "Oslo"}}}
-    assert parts[2]["functionCall"]["args"] == {} and parts[2]["thoughtSignature"].startswith("rh1.")
+    assert parts[2]["functionCall"]["args"] == {}
+    assert gemini.client_signature(parts[2]["thoughtSignature"]) == ("anthropic", "sig-a")
     assert answer["usageMetadata"] == {
         "promptTokenCount": 100,
         "candidatesTokenCount": 20,
@@ -379,17 +401,26 @@ def test_finish_reasons_to_gemini(finish: str, expected: str) -> None:
     assert answer["candidates"][0]["finishReason"] == expected
 
 
-def test_reasoning_is_shown_only_to_a_client_that_asked_for_thoughts() -> None:
-    message = {
-        "content": "4",
-        "reasoning_content": "2+2",
-        "thinking_blocks": [{"type": "thinking", "thinking": "2+2", "signature": ("anthropic", "S")}],
-    }
+FOREIGN_BLOCKS = [
+    {"type": "thinking", "thinking": "2+2", "signature": ("anthropic", "S+/=")},
+    {"type": "redacted_thinking", "data": "R"},
+]
+
+
+def echoed(parts: list[dict[str, Any]], keep_thoughts: bool) -> dict[str, Any]:
+    """The hub assistant message of a model turn a client sent back, with or without its thought parts."""
+    kept = [p for p in parts if keep_thoughts or not p.get("thought")]
+    body = {"contents": [user({"text": "q"}), model_turn(*kept), user({"text": "more"})]}
+    return gemini.request_to_hub(parse(body))["messages"][1]
+
+
+def test_reasoning_is_shown_only_to_a_client_that_asked_for_thoughts_and_comes_back_whole() -> None:
+    message = {"content": "4", "reasoning_content": "2+2", "thinking_blocks": FOREIGN_BLOCKS}
     plain = parse({"contents": [user({"text": "x"})]})
-    parts = json.loads(gemini.response_from_hub(plain, hub_answer(message)))["candidates"][0]["content"][
-        "parts"
-    ]
-    assert parts == [{"text": "4", "thoughtSignature": wrap_signature(("anthropic", "S"), "gemini")}]
+    answer = json.loads(gemini.response_from_hub(plain, hub_answer(message)))
+    parts = answer["candidates"][0]["content"]["parts"]
+    assert parts == [{"text": "4", "thoughtSignature": gemini.pack_thinking(FOREIGN_BLOCKS)}]
+    assert echoed(parts, keep_thoughts=True)["thinking_blocks"] == FOREIGN_BLOCKS
     asked = parse(
         {"contents": [user({"text": "x"})], "generationConfig": {"thinkingConfig": {"includeThoughts": True}}}
     )
@@ -397,9 +428,27 @@ def test_reasoning_is_shown_only_to_a_client_that_asked_for_thoughts() -> None:
         "parts"
     ]
     assert parts == [
-        {"text": "2+2", "thought": True, "thoughtSignature": wrap_signature(("anthropic", "S"), "gemini")},
-        {"text": "4"},
+        {"text": "2+2", "thought": True},
+        {"text": "4", "thoughtSignature": gemini.pack_thinking(FOREIGN_BLOCKS)},
     ]
+    for keep in (True, False):
+        back = echoed(parts, keep_thoughts=keep)
+        assert back["thinking_blocks"] == FOREIGN_BLOCKS and back["content"] == "4"
+
+
+def test_thinking_rides_on_a_function_call_without_becoming_its_signature() -> None:
+    call = {"id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    message = {"content": None, "thinking_blocks": FOREIGN_BLOCKS[:1], "tool_calls": [call]}
+    answer = gemini.response_from_hub(
+        parse({"contents": [user({"text": "x"})]}), hub_answer(message, "tool_calls")
+    )
+    parts = json.loads(answer)["candidates"][0]["content"]["parts"]
+    assert parts[0]["functionCall"]["id"] == "toolu_1" and "thoughtSignature" in parts[0]
+    parsed = genai_types.GenerateContentResponse._from_response(response=json.loads(answer), kwargs={})
+    history = parsed.candidates[0].content.model_dump(mode="json", by_alias=True, exclude_none=True)
+    back = echoed(history["parts"], keep_thoughts=False)
+    assert back["thinking_blocks"] == FOREIGN_BLOCKS[:1]
+    assert back["tool_calls"][0]["id"] == "toolu_1" and "signature" not in back["tool_calls"][0]
 
 
 def hub_chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -495,13 +544,16 @@ def test_stream_from_hub_pulls_the_first_chunk_before_yielding() -> None:
         next(stream)
 
 
-def test_stream_from_hub_thoughts_and_hidden_signatures() -> None:
+def test_stream_from_hub_thoughts_and_signed_blocks() -> None:
     stream = [
-        hub_chunk({"reasoning_content": "hmm"}),
-        hub_chunk({"thinking_signature": ("anthropic", "S")}),
+        hub_chunk({"reasoning_content": "2+"}),
+        hub_chunk({"reasoning_content": "2"}),
+        hub_chunk({"thinking_signature": ("anthropic", "S+/=")}),
+        hub_chunk({"redacted_thinking": "R"}),
         hub_chunk({"content": "4"}),
         hub_chunk({}, "stop"),
     ]
+    packed = gemini.pack_thinking(FOREIGN_BLOCKS)
     body = {
         "contents": [user({"text": "x"})],
         "generationConfig": {"thinkingConfig": {"includeThoughts": True}},
@@ -509,15 +561,22 @@ def test_stream_from_hub_thoughts_and_hidden_signatures() -> None:
     shown = sse_payloads(
         list(gemini.stream_from_hub(parse(body, "streamGenerateContent", query="alt=sse"), iter(stream)))
     )
-    wrapped = wrap_signature(("anthropic", "S"), "gemini")
-    assert [c["candidates"][0]["content"]["parts"] for c in shown][:3] == [
-        [{"text": "hmm", "thought": True}],
-        [{"text": "", "thought": True, "thoughtSignature": wrapped}],
-        [{"text": "4"}],
+    assert [c["candidates"][0]["content"]["parts"] for c in shown] == [
+        [{"text": "2+", "thought": True}],
+        [{"text": "2", "thought": True}],
+        [{"text": "4", "thoughtSignature": packed}],
+        [{"text": ""}],
     ]
     plain = parse({"contents": [user({"text": "x"})]}, "streamGenerateContent", query="alt=sse")
     hidden = sse_payloads(list(gemini.stream_from_hub(plain, iter(stream))))
-    assert hidden[0]["candidates"][0]["content"]["parts"] == [{"text": "4", "thoughtSignature": wrapped}]
+    assert [c["candidates"][0]["content"]["parts"] for c in hidden] == [
+        [{"text": "4", "thoughtSignature": packed}],
+        [{"text": ""}],
+    ]
+    only_thinking = sse_payloads(list(gemini.stream_from_hub(plain, iter(stream[:4]))))
+    assert only_thinking[-1]["candidates"][0]["content"]["parts"] == [
+        {"text": "", "thoughtSignature": packed}
+    ]
 
 
 # -- errors rendered for google-genai ----------------------------------------------------------------------
@@ -928,3 +987,90 @@ def test_a_gemini_conversation_survives_the_hub_to_a_gemini_upstream() -> None:
     again = gemini.request_from_hub(gemini.request_to_hub(parse(body)), "gemini-2.5-flash")
     assert again["systemInstruction"] == body["systemInstruction"]
     assert again["contents"] == body["contents"]
+
+
+def test_proto_field_names_are_read_as_well_as_json_names() -> None:
+    """Google's proto-JSON parser takes `thinking_config` as well as `thinkingConfig`, and google-genai
+    sends some nested fields that way."""
+    camel = {
+        "systemInstruction": {"parts": [{"text": "sys"}]},
+        "contents": [
+            user({"text": "q"}),
+            model_turn(
+                {"functionCall": {"name": "f", "args": {"file_path": "x"}}, "thoughtSignature": "UzE="}
+            ),
+            user(
+                {"functionResponse": {"name": "f", "response": {"output": "r"}}},
+                {"inlineData": {"mimeType": "image/png", "data": "AA"}},
+            ),
+        ],
+        "tools": [
+            {
+                "functionDeclarations": [
+                    {
+                        "name": "f",
+                        "parametersJsonSchema": {
+                            "type": "object",
+                            "properties": {"file_path": {"type": "string"}},
+                        },
+                    }
+                ]
+            }
+        ],
+        "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}},
+        "generationConfig": {
+            "maxOutputTokens": 9,
+            "topP": 0.5,
+            "responseMimeType": "application/json",
+            "responseSchema": {"type": "OBJECT", "anyOf": [{"type": "STRING"}], "maxItems": 2},
+            "thinkingConfig": {"includeThoughts": True, "thinkingLevel": "LOW"},
+        },
+    }
+    snake = {
+        "system_instruction": {"parts": [{"text": "sys"}]},
+        "contents": [
+            user({"text": "q"}),
+            model_turn(
+                {"function_call": {"name": "f", "args": {"file_path": "x"}}, "thought_signature": "UzE="}
+            ),
+            user(
+                {"function_response": {"name": "f", "response": {"output": "r"}}},
+                {"inline_data": {"mime_type": "image/png", "data": "AA"}},
+            ),
+        ],
+        "tools": [
+            {
+                "function_declarations": [
+                    {
+                        "name": "f",
+                        "parameters_json_schema": {
+                            "type": "object",
+                            "properties": {"file_path": {"type": "string"}},
+                        },
+                    }
+                ]
+            }
+        ],
+        "tool_config": {"function_calling_config": {"mode": "ANY", "allowed_function_names": ["f"]}},
+        "generation_config": {
+            "max_output_tokens": 9,
+            "top_p": 0.5,
+            "response_mime_type": "application/json",
+            "response_schema": {"type": "OBJECT", "any_of": [{"type": "STRING"}], "max_items": 2},
+            "thinking_config": {"include_thoughts": True, "thinking_level": "LOW"},
+        },
+    }
+    call = parse(snake)
+    assert call.max_output_tokens == 9 and call.extra["thoughts"] is True
+    hub = gemini.request_to_hub(call)
+    assert hub == gemini.request_to_hub(parse(camel))
+    assert hub["messages"][2]["tool_calls"][0]["signature"] == ("gemini", "UzE=")
+    assert hub["response_format"]["json_schema"]["schema"] == {
+        "type": "object",
+        "anyOf": [{"type": "string"}],
+        "maxItems": 2,
+    }
+    assert (
+        hub["tool_choice"] == {"type": "function", "function": {"name": "f"}}
+        and hub["reasoning_effort"] == "low"
+    )

@@ -24,6 +24,8 @@ requests Gemini CLI 0.61.0 sends.
 
 from __future__ import annotations
 
+import base64
+import functools
 import itertools
 import math
 import mimetypes
@@ -128,6 +130,18 @@ SCHEMA_ONE = ("items", "additionalProperties", "not", "contains", "propertyNames
 SCHEMA_LIST = ("anyOf", "oneOf", "allOf", "prefixItems")
 SCHEMA_MAP = ("properties", "$defs", "definitions", "patternProperties")
 OPENAPI_ONLY = ("nullable", "propertyOrdering", "example")
+# Gemini's Schema fields by their proto names, which its proto-JSON parser takes too
+SCHEMA_PROTO_NAMES = {
+    "any_of": "anyOf",
+    "max_items": "maxItems",
+    "min_items": "minItems",
+    "max_length": "maxLength",
+    "min_length": "minLength",
+    "max_properties": "maxProperties",
+    "min_properties": "minProperties",
+    "property_ordering": "propertyOrdering",
+    "additional_properties": "additionalProperties",
+}
 JSON_HEADERS = [("Content-Type", "application/json")]
 SSE_HEADERS = [
     ("Content-Type", "text/event-stream"),
@@ -141,6 +155,9 @@ ARRAY_HEADERS = [
 ]
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 _GEMINI_MAJOR = re.compile(r"(?:models/)?gemini-(\d+)")
+_WRAPPED_B64 = base64.b64encode(b"rh1.").decode()[:5]  # how every base64-encoded wrapped signature begins
+_URLSAFE = str.maketrans("-_", "+/")
+_ENVELOPE_B64 = base64.b64encode(b'{"rh":1,"').decode()  # how every `pack_thinking` envelope begins
 _VERSIONED = re.compile(r"/v1(?:alpha|beta\d*)?$")
 
 
@@ -150,6 +167,20 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+@functools.cache
+def _snake(name: str) -> str:
+    return re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), name)
+
+
+def _f(obj: Any, name: str) -> Any:
+    """A request field by its JSON name or its proto name (`thinkingConfig` or `thinking_config`): Google's
+    proto-JSON parser takes both, and google-genai sends some nested fields in snake case."""
+    if not isinstance(obj, dict):
+        return None
+    value = obj.get(name)
+    return obj.get(_snake(name)) if value is None else value
 
 
 def _is_int(value: Any) -> bool:
@@ -185,13 +216,13 @@ def parse_request(endpoint: str, raw: bytes, inbound: Inbound) -> Call:
     body = json_object(raw)
     model = check_model(model_id(inbound.params.get("model")))
     CHECKS[kind](body)
-    config = _dict(body.get("generationConfig"))
-    max_output = config.get("maxOutputTokens")
+    config = _dict(_f(body, "generationConfig"))
+    max_output = _f(config, "maxOutputTokens")
     if max_output is not None and not (_is_int(max_output) and max_output >= 0):
         raise bad_request(
             "`generationConfig.maxOutputTokens` must be a non-negative integer.", "maxOutputTokens"
         )
-    thoughts = _dict(config.get("thinkingConfig")).get("includeThoughts") is True
+    thoughts = _f(_f(config, "thinkingConfig"), "includeThoughts") is True
     alt = parse_qs(inbound.query or "").get("alt", [""])[-1]
     return Call(
         endpoint,
@@ -215,7 +246,7 @@ def _check_generate(body: dict[str, Any]) -> None:
         raise bad_request(
             "* GenerateContentRequest.contents: each content must be an object with parts", "contents"
         )
-    count = _dict(body.get("generationConfig")).get("candidateCount")
+    count = _f(_f(body, "generationConfig"), "candidateCount")
     if count is not None and count != 1:
         raise bad_request(
             "Only one candidate can be generated (`candidateCount` must be 1).", "candidateCount"
@@ -224,7 +255,7 @@ def _check_generate(body: dict[str, Any]) -> None:
 
 def _check_count(body: dict[str, Any]) -> None:
     if not isinstance(body.get("contents", []), list) or not isinstance(
-        body.get("generateContentRequest", {}), dict
+        _f(body, "generateContentRequest") or {}, dict
     ):
         raise bad_request("* CountTokensRequest: `contents` must be a list.", "contents")
 
@@ -323,7 +354,7 @@ def request_to_hub(call: Call) -> dict[str, Any]:
     body = call.body
     hub: dict[str, Any] = {"model": call.model, "messages": _messages_to_hub(body), "stream": call.stream}
     hub.update(_tools_to_hub(body))
-    hub.update(_config_to_hub(_dict(body.get("generationConfig"))))
+    hub.update(_config_to_hub(_dict(_f(body, "generationConfig"))))
     return hub
 
 
@@ -361,33 +392,90 @@ class CallIds:
 
 def _messages_to_hub(body: dict[str, Any]) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
-    system = _texts(_dict(body.get("systemInstruction")).get("parts"))
+    system = _texts(_f(_f(body, "systemInstruction"), "parts"))
     if system:
         messages.append({"role": "system", "content": _text_content(system)})
     ids = CallIds()
     for content in _list(body.get("contents")):
         parts = [p for p in _list(_dict(content).get("parts")) if isinstance(p, dict)]
         if content.get("role") == "model":
-            messages.append(assistant_message(parts, _client_signature, ids.call))
+            messages.append(assistant_message(parts, ids.call, client=True))
         else:
             messages.extend(_user_to_hub(parts, ids))
     return messages
 
 
-def _client_signature(text: str) -> Signature:
+def client_signature(text: str) -> Signature:
+    """A signature a Gemini client sent back: Gemini's own as it is, another protocol's as `wrap_for_client`
+    made it (in either base64 alphabet: google-genai re-encodes bytes URL-safe)."""
+    if text.startswith(_WRAPPED_B64):
+        try:
+            decoded = base64.b64decode(text.translate(_URLSAFE) + "=" * (-len(text) % 4), validate=True)
+            return unwrap_signature(decoded.decode(), name)
+        except (ValueError, UnicodeDecodeError):
+            pass
     return unwrap_signature(text, name)
 
 
-def _upstream_signature(text: str) -> Signature:
-    return name, text
+def wrap_for_client(signature: Signature) -> str:
+    """A signature as a Gemini client carries it. `thoughtSignature` is bytes on Gemini's wire (base64 in
+    JSON), and google-genai refuses a response whose signature is not base64: so another protocol's
+    signature, wrapped with its origin, goes out base64-encoded."""
+    if signature[0] == name:
+        return signature[1]
+    return base64.b64encode(wrap_signature(signature, name).encode()).decode()
+
+
+def _b64_json(text: str) -> Any:
+    try:
+        return orjson.loads(
+            base64.b64decode(text.translate(_URLSAFE) + "=" * (-len(text) % 4), validate=True)
+        )
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+
+
+def pack_thinking(blocks: list[Any]) -> str | None:
+    """Another protocol's thinking blocks as one `thoughtSignature`, for a Gemini client to carry back: the
+    signed ones with their text (an Anthropic signature is worth nothing without the thinking it signs, and
+    a client may drop or never see thought parts) and the redacted ones. Base64 of a JSON envelope."""
+    items: list[dict[str, Any]] = []
+    for block in blocks:
+        block = _dict(block)
+        signature = _signature(block.get("signature"))
+        if block.get("type") == "thinking" and signature:
+            items.append(
+                {"type": "thinking", "thinking": block.get("thinking") or "", "signature": list(signature)}
+            )
+        elif block.get("type") == "redacted_thinking" and isinstance(block.get("data"), str):
+            items.append({"type": "redacted_thinking", "data": block["data"]})
+    if not items:
+        return None
+    return base64.b64encode(orjson.dumps({"rh": 1, "blocks": items})).decode()
+
+
+def unpack_thinking(text: str) -> list[dict[str, Any]] | None:
+    """The thinking blocks `pack_thinking` put in a signature; None for any other signature."""
+    if not text.startswith(_ENVELOPE_B64):
+        return None
+    blocks = []
+    for item in _list(_dict(_b64_json(text)).get("blocks")):
+        item = _dict(item)
+        signature = _signature(item.get("signature"))
+        if item.get("type") == "thinking" and signature and isinstance(item.get("thinking"), str):
+            blocks.append({"type": "thinking", "thinking": item["thinking"], "signature": signature})
+        elif item.get("type") == "redacted_thinking" and isinstance(item.get("data"), str):
+            blocks.append({"type": "redacted_thinking", "data": item["data"]})
+    return blocks
 
 
 def assistant_message(
-    parts: list[dict[str, Any]], sign: Callable[[str], Signature], call_id: Callable[[str, Any], str]
+    parts: list[dict[str, Any]], call_id: Callable[[str, Any], str], client: bool = False
 ) -> dict[str, Any]:
     """A model turn's parts as a hub assistant message. Thought parts become reasoning; a signature closes
     the thinking before it (on a thought part, or on the text part after the thoughts), and a signature on
-    a `functionCall` part belongs to that call."""
+    a `functionCall` part belongs to that call. From a client (`client`), a signature may also be one this
+    gateway handed out: another protocol's thinking blocks, whole (`pack_thinking`)."""
     texts: list[str] = []
     reasoning: list[str] = []
     blocks: list[dict[str, Any]] = []
@@ -400,9 +488,16 @@ def assistant_message(
 
     for part in parts:
         text = part.get("text")
-        value = part.get("thoughtSignature")
-        signature = sign(value) if isinstance(value, str) and value else None
-        function_call = part.get("functionCall")
+        value = _f(part, "thoughtSignature")
+        packed = unpack_thinking(value) if client and isinstance(value, str) else None
+        if packed is not None:  # the thought parts before it (if any) showed the same reasoning
+            blocks.extend(packed)
+            thinking.clear()
+            value = None
+        signature = None
+        if isinstance(value, str) and value:
+            signature = client_signature(value) if client else (name, value)
+        function_call = _f(part, "functionCall")
         if part.get("thought") is True and isinstance(text, str):
             reasoning.append(text)
             thinking.append(text)
@@ -446,14 +541,19 @@ def _user_to_hub(parts: list[dict[str, Any]], ids: CallIds) -> list[dict[str, An
     results: list[dict[str, Any]] = []
     content: list[dict[str, Any]] = []
     for part in parts:
-        if isinstance(part.get("functionResponse"), dict):
-            results.append(_tool_message(part["functionResponse"], ids))
+        result, inline, uri = (
+            _f(part, "functionResponse"),
+            _f(part, "inlineData"),
+            _f(_f(part, "fileData"), "fileUri"),
+        )
+        if isinstance(result, dict):
+            results.append(_tool_message(result, ids))
         elif isinstance(part.get("text"), str) and part.get("thought") is not True:
             content.append({"type": "text", "text": part["text"]})
-        elif isinstance(part.get("inlineData"), dict):
-            content.append(_inline_to_hub(part["inlineData"]))
-        elif isinstance(part.get("fileData"), dict) and part["fileData"].get("fileUri"):
-            content.append({"type": "image_url", "image_url": {"url": part["fileData"]["fileUri"]}})
+        elif isinstance(inline, dict):
+            content.append(_inline_to_hub(inline))
+        elif isinstance(uri, str) and uri:
+            content.append({"type": "image_url", "image_url": {"url": uri}})
     if content:
         only_text = all(p["type"] == "text" for p in content)
         results.append(
@@ -477,7 +577,7 @@ def _tool_message(result: dict[str, Any], ids: CallIds) -> dict[str, Any]:
 
 
 def _inline_to_hub(data: dict[str, Any]) -> dict[str, Any]:
-    mime = str(data.get("mimeType") or "application/octet-stream")
+    mime = str(_f(data, "mimeType") or "application/octet-stream")
     url = f"data:{mime};base64,{data.get('data') or ''}"
     if mime.startswith("image/"):
         return {"type": "image_url", "image_url": {"url": url}}
@@ -492,6 +592,7 @@ def json_schema(schema: Any) -> Any:
         return schema
     out: dict[str, Any] = {}
     for key, value in schema.items():
+        key = SCHEMA_PROTO_NAMES.get(key, key)
         if key == "type":
             if isinstance(value, str) and value.upper() != "TYPE_UNSPECIFIED":
                 out[key] = value.lower()
@@ -517,17 +618,17 @@ def _tools_to_hub(body: dict[str, Any]) -> dict[str, Any]:
     and the like) have no counterpart elsewhere and are left out."""
     tools = []
     for tool in _list(body.get("tools")):
-        for decl in _list(_dict(tool).get("functionDeclarations")):
+        for decl in _list(_f(tool, "functionDeclarations")):
             if not isinstance(decl, dict) or not decl.get("name"):
                 continue
-            schema = decl.get("parametersJsonSchema") or decl.get("parameters")
+            schema = _f(decl, "parametersJsonSchema") or decl.get("parameters")
             function: dict[str, Any] = {"name": decl["name"]}
             if decl.get("description"):
                 function["description"] = decl["description"]
             function["parameters"] = json_schema(schema) if schema else {"type": "object", "properties": {}}
             tools.append({"type": "function", "function": function})
-    config = _dict(_dict(body.get("toolConfig")).get("functionCallingConfig"))
-    allowed = [n for n in _list(config.get("allowedFunctionNames")) if isinstance(n, str)]
+    config = _dict(_f(_f(body, "toolConfig"), "functionCallingConfig"))
+    allowed = [n for n in _list(_f(config, "allowedFunctionNames")) if isinstance(n, str)]
     if allowed:
         tools = [t for t in tools if t["function"]["name"] in allowed]
     if not tools:
@@ -543,29 +644,31 @@ def _tools_to_hub(body: dict[str, Any]) -> dict[str, Any]:
 
 def _config_to_hub(config: dict[str, Any]) -> dict[str, Any]:
     hub = {
-        target: config[field] for field, target in GENERATION_FIELDS.items() if config.get(field) is not None
+        target: _f(config, field)
+        for field, target in GENERATION_FIELDS.items()
+        if _f(config, field) is not None
     }
     if isinstance(hub.get("stop"), str):
         hub["stop"] = [hub["stop"]]
     response_format = _response_format_to_hub(config)
     if response_format:
         hub["response_format"] = response_format
-    thinking = _dict(config.get("thinkingConfig"))
-    budget = thinking.get("thinkingBudget")
+    thinking = _dict(_f(config, "thinkingConfig"))
+    budget = _f(thinking, "thinkingBudget")
     if _is_int(budget) and budget >= 0:  # -1 is "dynamic", the upstream's own default
         hub["thinking_budget"] = budget
-    level = thinking.get("thinkingLevel")
+    level = _f(thinking, "thinkingLevel")
     if isinstance(level, str) and level.upper() in THINKING_LEVELS:
         hub["reasoning_effort"] = THINKING_LEVELS[level.upper()]
-    if thinking.get("includeThoughts") is True:
+    if _f(thinking, "includeThoughts") is True:
         hub["include_reasoning"] = True
     return hub
 
 
 def _response_format_to_hub(config: dict[str, Any]) -> dict[str, Any] | None:
-    if config.get("responseMimeType") != "application/json":
+    if _f(config, "responseMimeType") != "application/json":
         return None  # text/plain; text/x.enum has no counterpart
-    schema = config.get("responseJsonSchema") or config.get("responseSchema")
+    schema = _f(config, "responseJsonSchema") or _f(config, "responseSchema")
     if isinstance(schema, dict):
         return {"type": "json_schema", "json_schema": {"name": "response", "schema": json_schema(schema)}}
     return {"type": "json_object"}
@@ -581,7 +684,7 @@ def _embeddings_to_hub(call: Call) -> dict[str, Any]:
     if not all(inputs):
         raise bad_request("Only text can be embedded by this model's channel.", "content")
     hub: dict[str, Any] = {"model": call.model, "input": inputs}
-    dimensions = requests[0].get("outputDimensionality")
+    dimensions = _f(requests[0], "outputDimensionality")
     if _is_int(dimensions):
         hub["dimensions"] = dimensions
     return hub
@@ -589,8 +692,8 @@ def _embeddings_to_hub(call: Call) -> dict[str, Any]:
 
 def estimate_count(call: Call) -> bytes:
     """`countTokens` answered here, with the tokenizer, for a model no Gemini channel serves."""
-    request = _dict(call.body.get("generateContentRequest")) or call.body
-    texts = _texts(_dict(request.get("systemInstruction")).get("parts"))
+    request = _dict(_f(call.body, "generateContentRequest")) or call.body
+    texts = _texts(_f(_f(request, "systemInstruction"), "parts"))
     for content in _list(request.get("contents")):
         for part in _list(_dict(content).get("parts")):
             if not isinstance(part, dict):
@@ -598,8 +701,8 @@ def estimate_count(call: Call) -> bytes:
             if isinstance(part.get("text"), str):
                 texts.append(part["text"])
             for key in ("functionCall", "functionResponse"):
-                if isinstance(part.get(key), dict):
-                    texts.append(orjson.dumps(part[key]).decode())
+                if isinstance(_f(part, key), dict):
+                    texts.append(orjson.dumps(_f(part, key)).decode())
     if request.get("tools"):
         texts.append(orjson.dumps(request["tools"]).decode())
     return orjson.dumps({"totalTokens": tokens.count(call.model, "\n".join(texts))})
@@ -645,12 +748,12 @@ def _function_call_part(tool_call: dict[str, Any]) -> dict[str, Any]:
     part: dict[str, Any] = {"functionCall": call}
     signature = _signature(tool_call.get("signature"))
     if signature:
-        part["thoughtSignature"] = wrap_signature(signature, name)
+        part["thoughtSignature"] = wrap_for_client(signature)
     return part
 
 
 def _attach(parts: list[dict[str, Any]], signature: str) -> None:
-    """Put a signature of reasoning the client does not see on the first part that is not a thought."""
+    """Put a signature of reasoning on the first part that is not a thought (a client may drop thoughts)."""
     for index, part in enumerate(parts):
         if part.get("thought") is True:
             continue
@@ -664,30 +767,23 @@ def _attach(parts: list[dict[str, Any]], signature: str) -> None:
 
 def _parts_from_hub(message: dict[str, Any], thoughts: bool) -> list[dict[str, Any]]:
     """A hub assistant message as Gemini parts. Reasoning is shown as thought parts only to a client that
-    asked for thoughts; otherwise its signature rides on the first part, so that it comes back."""
+    asked for thoughts; either way its signed blocks ride on the first other part, so that they come back."""
     parts: list[dict[str, Any]] = []
-    blocks = [b for b in _list(message.get("thinking_blocks")) if _dict(b).get("type") == "thinking"]
-    hidden = None
+    blocks = _list(message.get("thinking_blocks"))
     if thoughts:
-        for block in blocks:
-            part: dict[str, Any] = {"text": block.get("thinking") or "", "thought": True}
-            signature = _signature(block.get("signature"))
-            if signature:
-                part["thoughtSignature"] = wrap_signature(signature, name)
-            parts.append(part)
-        if not blocks and message.get("reasoning_content"):
-            parts.append({"text": message["reasoning_content"], "thought": True})
-    else:
-        signed = [s for b in blocks if (s := _signature(b.get("signature")))]
-        hidden = wrap_signature(signed[0], name) if signed else None
+        texts = [b["thinking"] for b in blocks if isinstance(b, dict) and b.get("thinking")]
+        if not texts and isinstance(message.get("reasoning_content"), str) and message["reasoning_content"]:
+            texts = [message["reasoning_content"]]
+        parts += [{"text": text, "thought": True} for text in texts]
     content = message.get("content")
     if isinstance(content, list):
         content = "".join(_texts(content))
     if isinstance(content, str) and content:
         parts.append({"text": content})
     parts.extend(_function_call_part(c) for c in _list(message.get("tool_calls")) if isinstance(c, dict))
-    if hidden:
-        _attach(parts, hidden)
+    packed = pack_thinking(blocks)
+    if packed:
+        _attach(parts, packed)
     return parts or [{"text": ""}]
 
 
@@ -721,15 +817,17 @@ def response_from_hub(call: Call, hub: dict[str, Any]) -> bytes:
 
 class StreamRenderer:
     """Hub chunks as Gemini stream chunks, for one answer. Text and thoughts go out as they come; a tool
-    call goes out whole, as Gemini sends it, once its last argument fragment arrived; the last chunk carries
-    the finish reason and the usage."""
+    call goes out whole, as Gemini sends it, once its last argument fragment arrived; signed thinking blocks
+    ride on the next part that is not a thought (`pack_thinking`); the last chunk carries the finish reason
+    and the usage."""
 
     def __init__(self, call: Call) -> None:
         self.call = call
         self.thoughts = bool(call.extra.get("thoughts"))
         self.ident = new_id("resp-")
         self.pending: dict[str, Any] | None = None  # the tool call whose arguments are still arriving
-        self.hidden: str | None = None  # the signature of reasoning the client does not see
+        self.reasoning: list[str] = []  # the current thinking block's text
+        self.blocks: list[dict[str, Any]] = []  # closed thinking blocks, not yet sent
         self.finish: str | None = None
         self.usage: Usage | None = None
 
@@ -743,15 +841,19 @@ class StreamRenderer:
         delta = _dict(choice.get("delta"))
         parts: list[dict[str, Any]] = []
         reasoning = delta.get("reasoning_content")
-        if self.thoughts and isinstance(reasoning, str) and reasoning:
-            parts += self._flush()
-            parts.append({"text": reasoning, "thought": True})
+        if isinstance(reasoning, str) and reasoning:
+            self.reasoning.append(reasoning)
+            if self.thoughts:
+                parts += self._flush()
+                parts.append({"text": reasoning, "thought": True})
         signature = _signature(delta.get("thinking_signature"))
-        if signature and self.thoughts:
-            parts += self._flush()
-            parts.append({"text": "", "thought": True, "thoughtSignature": wrap_signature(signature, name)})
-        elif signature:
-            self.hidden = self.hidden or wrap_signature(signature, name)
+        if signature:
+            self.blocks.append(
+                {"type": "thinking", "thinking": "".join(self.reasoning), "signature": signature}
+            )
+            self.reasoning.clear()
+        if isinstance(delta.get("redacted_thinking"), str):
+            self.blocks.append({"type": "redacted_thinking", "data": delta["redacted_thinking"]})
         content = delta.get("content")
         if isinstance(content, str) and content:
             parts += self._flush()
@@ -765,10 +867,7 @@ class StreamRenderer:
         return self._chunk(parts) if parts else None
 
     def end(self) -> dict[str, Any]:
-        parts = self._flush()
-        if self.hidden and not parts:
-            parts = [{"text": ""}]
-        answer = self._chunk(parts or [{"text": ""}])
+        answer = self._chunk(self._flush() or [{"text": ""}])
         answer["candidates"][0]["finishReason"] = self.finish or "STOP"
         if self.usage is not None:
             answer["usageMetadata"] = usage_metadata(self.usage)
@@ -799,9 +898,10 @@ class StreamRenderer:
         return [_function_call_part(tool_call)]
 
     def _chunk(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
-        if self.hidden:
-            _attach(parts, self.hidden)
-            self.hidden = None
+        if self.blocks and any(p.get("thought") is not True for p in parts):
+            packed, self.blocks = pack_thinking(self.blocks), []
+            if packed:
+                _attach(parts, packed)
         return _answer(self.call, self.ident, parts, None, None)
 
 
@@ -862,8 +962,9 @@ def _native_body(call: Call, upstream_model: str) -> bytes:
             {**r, "model": target} if isinstance(r, dict) and "model" in r else r
             for r in _list(body.get("requests"))
         ]
-    elif call.endpoint == "countTokens" and "model" in _dict(body.get("generateContentRequest")):
-        body["generateContentRequest"] = {**body["generateContentRequest"], "model": target}
+    elif call.endpoint == "countTokens" and "model" in _dict(_f(body, "generateContentRequest")):
+        key = "generateContentRequest" if "generateContentRequest" in body else "generate_content_request"
+        body[key] = {**body[key], "model": target}
     else:
         return call.raw
     return orjson.dumps(body)
@@ -1204,7 +1305,7 @@ def response_to_hub(call: Call, body: bytes) -> dict[str, Any]:
     candidates = _list(data.get("candidates"))
     candidate = _dict(candidates[0]) if candidates else {}
     parts = [p for p in _list(_dict(candidate.get("content")).get("parts")) if isinstance(p, dict)]
-    message = assistant_message(parts, _upstream_signature, lambda fn, given: given or new_id("call_"))
+    message = assistant_message(parts, lambda fn, given: given or new_id("call_"))
     if not candidates and _dict(data.get("promptFeedback")).get("blockReason"):
         finish = "content_filter"
     else:
