@@ -526,6 +526,28 @@ def test_native_stream_keeps_event_names_and_reads_usage() -> None:
     assert tally.text() == "Hello"
 
 
+def test_native_answer_reads_as_a_hub_answer_for_estimates() -> None:
+    body = {
+        "id": "resp_1",
+        "status": "completed",
+        "output": [
+            {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Hmm."}]},
+            {
+                "type": "message",
+                "id": "m",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "Hi"}],
+            },
+            {"type": "custom_tool_call", "id": "c", "call_id": "call_1", "name": "exec", "input": "ls()"},
+        ],
+    }
+    hub = responses.response_to_hub(call_of({"model": "m", "input": "x"}), orjson.dumps(body))
+    (choice,) = hub["choices"]
+    assert choice["message"]["content"] == "Hi" and choice["message"]["reasoning_content"] == "Hmm."
+    assert choice["message"]["tool_calls"][0]["function"] == {"name": "exec", "arguments": "ls()"}
+    assert choice["finish_reason"] == "tool_calls" and hub["usage"] is None
+
+
 def test_native_answer_usage() -> None:
     body = orjson.dumps({"id": "resp_1", "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}})
     assert responses.native_response(call_of({"model": "m", "input": "x"}), body) == (body, Usage(3, 2))

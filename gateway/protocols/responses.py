@@ -64,7 +64,14 @@ KINDS = {"responses": "chat", "compact": "chat", "input_tokens": "count"}
 
 # -- conversion tables -------------------------------------------------------------------------------
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
-TEXT_PARTS = {"input_text": "text", "output_text": "text", "text": "text", "refusal": "refusal"}
+TEXT_PARTS = {
+    "input_text": "text",
+    "output_text": "text",
+    "text": "text",
+    "refusal": "refusal",
+    "summary_text": "text",
+    "reasoning_text": "text",
+}
 EFFORTS = {
     "none": None,
     "minimal": "minimal",
@@ -1270,7 +1277,32 @@ def delivered_text(payloads: list[bytes]) -> str:
 
 
 def response_to_hub(call: Call, body: bytes) -> dict[str, Any]:
-    raise GatewayError(500, "The Responses protocol is not a hub upstream.", "server_error")
+    """A Response object as a hub answer. No hub request goes to a Responses upstream (`route` sends those
+    to the openai module); the relay reads a native answer this way to estimate its tokens when the
+    upstream reported no usage."""
+    data = openai._json(body)
+    text, reasoning, calls = [], [], []
+    for item in data.get("output") or ():
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message":
+            text.append(_text_of(item.get("content")))
+        elif item.get("type") == "reasoning":
+            reasoning.append(_text_of(item.get("summary")))
+        elif item.get("type") in ("function_call", "custom_tool_call"):
+            arguments = item.get("arguments") if item["type"] == "function_call" else item.get("input")
+            function = {"name": str(item.get("name") or ""), "arguments": str(arguments or "")}
+            calls.append({"id": str(item.get("call_id") or ""), "type": "function", "function": function})
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
+    if any(reasoning):
+        message["reasoning_content"] = "\n".join(reasoning)
+    if calls:
+        message["tool_calls"] = calls
+    finish = "tool_calls" if calls else "length" if data.get("status") == "incomplete" else "stop"
+    return {
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": usage_from(data.get("usage")),
+    }
 
 
 def stream_to_hub(call: Call, chunks: Iterator[bytes], tally: Tally) -> Iterator[dict[str, Any]]:
