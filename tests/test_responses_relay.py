@@ -481,6 +481,35 @@ def test_an_error_mid_stream_is_an_error_event(
     assert setup.gateway.logs_of(setup.user, 1)[0]["status"] == (200 if route == "native" else 502)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_without_usage_is_estimated(
+    stream: bool, gateway: Gateway, fresh_upstream: FakeUpstream
+) -> None:
+    setup = new_setup(gateway, fresh_upstream, "native")
+    setup.fake.behave(no_usage=True)
+    if stream:
+        events = setup.client.responses.create(model=setup.model, input="hi", stream=True)
+        assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == CONTENT
+    else:
+        assert setup.client.responses.create(model=setup.model, input="hi").output_text == CONTENT
+    row = setup.gateway.logs_of(setup.user, 1)[0]
+    assert row["usage_source"] == "estimated" and row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
+    assert row["cost_micro_usd"] > 0
+
+
+@pytest.mark.parametrize("route", ["native", "chat"])
+def test_a_cut_stream_ends_with_an_error_event(
+    route: str, gateway: Gateway, fresh_upstream: FakeUpstream
+) -> None:
+    setup = new_setup(gateway, fresh_upstream, route)
+    setup.fake.behave(chunks=4, cut_after_chunks=2)
+    events = list(setup.client.responses.create(model=setup.model, input="hi", stream=True))
+    assert events[-1].type == "error" and events[-1].code == "upstream_stream_cut"
+    assert events[-1].sequence_number == events[-2].sequence_number + 1
+    row = setup.gateway.logs_of(setup.user, 1)[0]
+    assert row["status"] == 502 and row["completion_tokens"] > 0
+
+
 # -- Codex CLI's recorded requests ---------------------------------------------------------------------
 class ToolChat(ThreadingHTTPServer):
     """A chat completions upstream that calls the first tool when the last user message asks to read a file,
