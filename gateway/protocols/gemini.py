@@ -19,7 +19,12 @@ requests Gemini CLI 0.61.0 sends.
   name and order.
 * Thought signatures ride on parts (`thoughtSignature`), on a `functionCall` part for the reasoning behind
   that call, else on a text part. Gemini 3 models refuse a current turn's function call without one: for a
-  call made elsewhere the documented escape value `skip_thought_signature_validator` stands in.
+  call made elsewhere the documented escape value `skip_thought_signature_validator` stands in. Another
+  protocol's signed thinking reaches a Gemini client as one base64 `thoughtSignature` holding the blocks
+  whole (`pack_thinking`), on the first part that is not a thought: google-genai takes signatures as base64
+  bytes only, and a client may drop thought parts, while Anthropic wants its thinking text back.
+* Requests are read by JSON name or proto name (`thinkingConfig` or `thinking_config`), as Google's parser
+  does: google-genai sends some nested fields in snake case.
 """
 
 from __future__ import annotations
@@ -408,13 +413,11 @@ def _messages_to_hub(body: dict[str, Any]) -> list[dict[str, Any]]:
 def client_signature(text: str) -> Signature:
     """A signature a Gemini client sent back: Gemini's own as it is, another protocol's as `wrap_for_client`
     made it (in either base64 alphabet: google-genai re-encodes bytes URL-safe)."""
-    if text.startswith(_WRAPPED_B64):
-        try:
-            decoded = base64.b64decode(text.translate(_URLSAFE) + "=" * (-len(text) % 4), validate=True)
-            return unwrap_signature(decoded.decode(), name)
-        except (ValueError, UnicodeDecodeError):
-            pass
-    return unwrap_signature(text, name)
+    decoded = _b64decode(text) if text.startswith(_WRAPPED_B64) else None
+    try:
+        return unwrap_signature(decoded.decode() if decoded else text, name)
+    except UnicodeDecodeError:
+        return unwrap_signature(text, name)
 
 
 def wrap_for_client(signature: Signature) -> str:
@@ -426,12 +429,11 @@ def wrap_for_client(signature: Signature) -> str:
     return base64.b64encode(wrap_signature(signature, name).encode()).decode()
 
 
-def _b64_json(text: str) -> Any:
+def _b64decode(text: str) -> bytes | None:
+    """Base64 in either alphabet, padded or not (google-genai sends bytes back URL-safe)."""
     try:
-        return orjson.loads(
-            base64.b64decode(text.translate(_URLSAFE) + "=" * (-len(text) % 4), validate=True)
-        )
-    except (ValueError, orjson.JSONDecodeError):
+        return base64.b64decode(text.translate(_URLSAFE) + "=" * (-len(text) % 4), validate=True)
+    except ValueError:
         return None
 
 
@@ -458,8 +460,12 @@ def unpack_thinking(text: str) -> list[dict[str, Any]] | None:
     """The thinking blocks `pack_thinking` put in a signature; None for any other signature."""
     if not text.startswith(_ENVELOPE_B64):
         return None
+    try:
+        envelope = orjson.loads(_b64decode(text) or b"")
+    except orjson.JSONDecodeError:
+        return None
     blocks = []
-    for item in _list(_dict(_b64_json(text)).get("blocks")):
+    for item in _list(_dict(envelope).get("blocks")):
         item = _dict(item)
         signature = _signature(item.get("signature"))
         if item.get("type") == "thinking" and signature and isinstance(item.get("thinking"), str):
@@ -952,7 +958,8 @@ def build_request(
 
 
 def _native_body(call: Call, upstream_model: str) -> bytes:
-    """The client's body as it is; only a batch's or a count's inner `model` fields follow a mapped model."""
+    """The client's body as it is; only the `model` fields inside an embedding or count request follow a
+    mapped model (the URL's must agree with them)."""
     if upstream_model == call.model:
         return call.raw
     body = dict(call.body)
@@ -962,6 +969,8 @@ def _native_body(call: Call, upstream_model: str) -> bytes:
             {**r, "model": target} if isinstance(r, dict) and "model" in r else r
             for r in _list(body.get("requests"))
         ]
+    elif call.endpoint == "embedContent" and "model" in body:
+        body["model"] = target
     elif call.endpoint == "countTokens" and "model" in _dict(_f(body, "generateContentRequest")):
         key = "generateContentRequest" if "generateContentRequest" in body else "generate_content_request"
         body[key] = {**body[key], "model": target}
