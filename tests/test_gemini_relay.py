@@ -17,6 +17,7 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
+from gateway import tokens
 from tests.conftest import Gateway, http
 from tests.fake_gemini import THOUGHT, fake_args, prompt_tokens, signature_for
 from tests.fake_upstream import FakeUpstream, chat_prompt_tokens, count_words
@@ -201,6 +202,24 @@ def test_thoughts_are_shown_when_asked_and_billed_as_output(setup: Setup) -> Non
     else:  # an OpenAI model takes an effort, not a budget
         assert setup.fake.last_request.json["reasoning_effort"] == "low"
     setup.check_billed(row_of(setup.gateway, response), prompt, completion)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_answers_without_usage_are_estimated_and_billed(setup: Setup, stream: bool) -> None:
+    setup.fake.behave(no_usage=True)
+    client = setup.client()
+    if stream:
+        chunks = list(client.models.generate_content_stream(model=setup.model, contents="Say hello"))
+        text, first = "".join(c.text or "" for c in chunks), chunks[0]
+    else:
+        first = client.models.generate_content(model=setup.model, contents="Say hello")
+        text = first.text
+    assert text == CONTENT
+    row = row_of(setup.gateway, first)
+    assert row["usage_source"] == "estimated" and row["prompt_tokens"] > 0
+    assert row["completion_tokens"] == tokens.count(setup.model, CONTENT)
+    assert row["cost_micro_usd"] == cost_of(row["prompt_tokens"], row["completion_tokens"])
+    assert setup.gateway.balance(setup.user) == 10_000_000 - row["cost_micro_usd"]
 
 
 # -- function calls ----------------------------------------------------------------------------------------
