@@ -45,6 +45,7 @@ class Settings:
     access_log: str = "text"  # off, text or json
     # sign-in: access tokens expire; X-Forwarded-Proto is believed only from these proxies
     token_ttl_days: float = 30.0
+    responses_retention_days: float = 30.0  # stored Responses API answers; 0 keeps them forever
     trusted_proxies: tuple[str, ...] = ()
     # several processes: the Fernet key of upstream keys may come from the environment
     channel_key: str = ""
@@ -105,6 +106,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         max_connections=max(1, int(env.get("MAX_CONNECTIONS", "10000"))),
         access_log=_choice(env.get("ACCESS_LOG", "text"), ("off", "text", "json"), "ACCESS_LOG"),
         token_ttl_days=max(0.001, float(env.get("TOKEN_TTL_DAYS", "30"))),
+        responses_retention_days=max(0.0, float(env.get("RESPONSES_RETENTION_DAYS", "30"))),
         trusted_proxies=tuple(p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip()),
         channel_key=env.get("CHANNEL_KEY", ""),
         workers=max(1, int(env.get("WORKERS", "1"))),

@@ -140,11 +140,11 @@ def handle(rt: Runtime, frontend: ProtocolModule, endpoint: str, inbound: Inboun
         if len(raw) > limit:  # a chunked body gives no length up front
             raise _too_large(rt)
         call = frontend.parse_request(endpoint, raw, inbound)
+        prepare = getattr(frontend, "prepare", None)
+        if prepare is not None:  # state the protocol keeps, such as a stored conversation to continue
+            prepare(rt, key, call)
         if call.kind == "count":
             return count(rt, frontend, key, call)
-        prepare = getattr(frontend, "prepare", None)
-        if prepare is not None:
-            prepare(rt, key, call)
         price, multiplier = _price(rt, key, call)
         admission = rt.limiter.admit(key)
         try:
@@ -318,6 +318,9 @@ def _attempt(
         if call.hub is None:
             call.hub = frontend.request_to_hub(call)
         hub = call.hub
+        ceiling = channel.settings.get("max_output_tokens")
+        if ceiling and (hub.get("max_tokens") or 0) > ceiling:  # another protocol's client asked for more
+            hub = {**hub, "max_tokens": ceiling}
     request = module.build_request(call, channel, key, hub)
     timeout_s = channel.timeout_s or t.rt.settings.default_timeout_s
     response = upstream.send(t.rt.pools, request, timeout_s)

@@ -104,3 +104,29 @@ def test_unknown_routes_and_bad_keys_answer_in_the_callers_shape(gateway: Gatewa
     )
     openai_style = http("GET", gateway.v1 + "/models", headers={"Authorization": "Bearer sk-bad"})
     assert openai_style.status == 401 and openai_style.body["error"]["code"] == "invalid_api_key"
+
+
+def test_converted_requests_respect_the_channels_output_ceiling(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    model = "m-" + secrets.token_hex(4)
+    channel = gateway.channel(upstream, [model], type="deepseek", settings={"max_output_tokens": 100})
+    gateway.price(model)
+    secret = gateway.key(gateway.user(1000))["key"]
+    body = {
+        "model": model,
+        "max_tokens": 64000,  # as Claude Code asks, far above what gpt-4o or DeepSeek take
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "high"},
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    reply = http(
+        "POST", gateway.v1 + "/messages", body, {"x-api-key": secret, "anthropic-version": "2023-06-01"}
+    )
+    assert reply.status == 200 and reply.body["type"] == "message"
+    assert reply.headers["request-id"] == reply.headers["x-request-id"]
+    sent = upstream.last_request.json
+    assert sent["max_tokens"] == 100
+    assert "reasoning_effort" not in sent  # a chat model refuses it; reasoning models get it
+    bad = gateway.api("PATCH", f"/channels/{channel['id']}", {"settings": {"max_output_tokens": 0}})
+    assert bad.status == 400 and bad.body["error"]["param"] == "settings"

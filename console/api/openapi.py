@@ -199,10 +199,12 @@ CHANNEL_FIELDS: dict[str, Schema] = {
         "object",
         "Per-type options: `responses` (`native` passes /v1/responses through, `convert` turns it into chat "
         "completions; default native for type openai only), `api_version` (azure; default "
-        "2024-10-21).",
+        "2024-10-21), `max_output_tokens` (the most output a request converted from another protocol may "
+        "ask of this upstream: Claude Code asks for 64000).",
         properties={
             "responses": typed("string", enum=["native", "convert"]),
             "api_version": text(64, min_length=1),
+            "max_output_tokens": typed("integer", minimum=1, maximum=bounds.INT32[1]),
         },
         additionalProperties=False,
         default={},
@@ -349,7 +351,7 @@ SCHEMAS: dict[str, Schema] = {
         status_reason=STR,
         timeout_s=nullable("number"),
         test_model=STR,
-        settings=typed("object", additionalProperties=STR),
+        settings=typed("object", additionalProperties={"type": ["string", "integer"]}),
         keys=array(ref("ChannelKey")),
         total_requests=INT,
         total_failures=INT,

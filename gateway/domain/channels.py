@@ -45,7 +45,12 @@ CHANNEL_TYPES: dict[str, ChannelType] = {
         ChannelType("lmstudio", "openai", "http://127.0.0.1:1234/v1", False, "LM Studio"),
     )
 }
-SETTINGS = {"responses": ("native", "convert"), "api_version": None}  # None: any short text
+# per-type options: a tuple lists the allowed values, `str` takes a short text, `int` a positive integer
+SETTINGS: dict[str, tuple[str, ...] | type] = {
+    "responses": ("native", "convert"),  # how /v1/responses reaches an OpenAI-compatible upstream
+    "api_version": str,  # azure's api-version
+    "max_output_tokens": int,  # the most output a converted request may ask of this upstream
+}
 STATUSES = ("enabled", "disabled", "auto_disabled", "half_open")  # half_open: see gateway.routing
 FIELDS = (
     "name",
@@ -138,7 +143,7 @@ def _mapping(value: Any) -> dict[str, str]:
     return mapping
 
 
-def _settings(value: Any) -> dict[str, str]:
+def _settings(value: Any) -> dict[str, Any]:
     settings = value or {}
     if not isinstance(settings, dict):
         raise bad_request("settings must be an object", "settings")
@@ -146,8 +151,11 @@ def _settings(value: Any) -> dict[str, str]:
         if name not in SETTINGS:
             raise bad_request(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}", "settings")
         allowed = SETTINGS[name]
+        if allowed is int:
+            bounds.integer(value, "settings", 1, bounds.INT32[1])
+            continue
         text = bounds.text(value, "settings", 64, 1)
-        if allowed is not None and text not in allowed:
+        if isinstance(allowed, tuple) and text not in allowed:
             raise bad_request(f"settings.{name} must be one of {', '.join(allowed)}", "settings")
     return dict(settings)
 

@@ -90,7 +90,8 @@ ROUTES = [
     RelayRoute("GET", "/v1beta/openai/models", "openai", "The models, in OpenAI's shape"),
     RelayRoute("POST", "/v1beta/openai/chat/completions", "openai", "Chat completions, as Gemini's "
                "OpenAI-compatible path"),
-    RelayRoute("POST", "/v1beta/openai/embeddings", "openai", "Embeddings, as Gemini's OpenAI-compatible path"),
+    RelayRoute("POST", "/v1beta/openai/embeddings", "openai", "Embeddings, as Gemini's OpenAI-compatible "
+               "path"),
     RelayRoute("GET", "/dashboard/billing/subscription", "openai", "The key's spend limit or the wallet "
                "balance, for chat front ends (also under /v1/)"),
     RelayRoute("GET", "/dashboard/billing/usage", "openai", "The key's spend in cents between two dates "
@@ -156,6 +157,8 @@ class RelayRoutes:
                 )
         headers = reply.headers
         headers.append(("X-Request-Id", request_id))
+        if module is anthropic:
+            headers.append(("request-id", request_id))  # where the anthropic SDK reads `e.request_id`
         headers += CORS_HEADERS
         body = reply.body
         if isinstance(body, bytes):

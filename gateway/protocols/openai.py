@@ -516,12 +516,17 @@ def _from_hub(hub: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
             message = {k: v for k, v in message.items() if k != "is_error"}
         messages.append(message)
     body["messages"] = messages
-    if "max_tokens" in body and model.lower().startswith(REASONING_PREFIXES):
-        body["max_completion_tokens"] = body.pop("max_tokens")
-    if "reasoning_effort" not in body and isinstance(hub.get("thinking_budget"), int):
-        budget = hub["thinking_budget"]
-        if budget > 0:
-            body["reasoning_effort"] = "low" if budget <= 2048 else "medium" if budget <= 16384 else "high"
+    if model.lower().startswith(REASONING_PREFIXES):
+        if "max_tokens" in body:
+            body["max_completion_tokens"] = body.pop("max_tokens")
+        if "reasoning_effort" not in body and isinstance(hub.get("thinking_budget"), int):
+            budget = hub["thinking_budget"]
+            if budget > 0:
+                body["reasoning_effort"] = (
+                    "low" if budget <= 2048 else "medium" if budget <= 16384 else "high"
+                )
+    else:  # other models refuse the parameter (gpt-4o answers 400): another protocol's thinking is dropped
+        body.pop("reasoning_effort", None)
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

@@ -19,7 +19,6 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
 log = logging.getLogger("relayhouse.responses")
-DEFAULT_RETENTION_DAYS = 30.0
 PURGE_EVERY_S = 600.0
 EXTENSION = "relayhouse.responses"
 JSON_HEADERS = [("Content-Type", "application/json")]
@@ -73,10 +71,10 @@ class ResponseStore:
         self._next_purge = 0.0
 
     @classmethod
-    def of(cls, app: Flask, retention_days: float | None = None) -> ResponseStore:
+    def of(cls, app: Flask, retention_days: float) -> ResponseStore:
         store = app.extensions.get(EXTENSION)
         if store is None:
-            store = cls(app, retention_days if retention_days is not None else retention_from_env())
+            store = cls(app, retention_days)
             app.extensions[EXTENSION] = store
         return store
 
@@ -176,14 +174,6 @@ def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [item for item in data or () if isinstance(item, dict)]
 
 
-def retention_from_env() -> float:
-    value = os.environ.get("RESPONSES_RETENTION_DAYS", "").strip()
-    try:
-        return float(value) if value else DEFAULT_RETENTION_DAYS
-    except ValueError:
-        return DEFAULT_RETENTION_DAYS
-
-
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)  # the columns hold naive UTC
 
@@ -235,7 +225,7 @@ class _Keeper:
 
 
 def _store(rt: Runtime) -> ResponseStore:
-    return ResponseStore.of(rt.app, getattr(rt.settings, "responses_retention_days", None))
+    return ResponseStore.of(rt.app, rt.settings.responses_retention_days)
 
 
 def prepare(rt: Runtime, key: KeyInfo, call: Call) -> None:
