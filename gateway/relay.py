@@ -402,7 +402,7 @@ def _stream(
         pass
     except GatewayError as err:
         status, error = 502, f"The upstream stream broke off: {redact_secret(err.message, secret)}"
-        yield t.frontend.stream_error(GatewayError(502, error, "server_error", "upstream_stream_cut"))
+        yield t.frontend.stream_error(GatewayError(502, error, "server_error", "upstream_stream_cut"), t.call)
     except GeneratorExit:
         status, error = 499, "The client closed the stream."
         raise
@@ -444,6 +444,8 @@ def count(rt: Runtime, frontend: ProtocolModule, key: KeyInfo, call: Call) -> Re
             code="model_not_found",
         )
     for channel in rt.router.candidates(key.group, call.model):
+        if call.pin_channel is not None and channel.id != call.pin_channel:
+            continue  # a stored response's conversation is known only where it was made
         how = protocols.route(call, channel)
         upstream_key = rt.router.pick_key(channel, set())
         if how is None or not how[1] or upstream_key is None:

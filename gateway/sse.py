@@ -6,6 +6,7 @@ protocol; comments and other fields are dropped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 
@@ -15,11 +16,14 @@ class EventSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Return the data payloads of every event completed by `data`."""
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
         buffer = self._buffer + data
+        held = b""
+        if b"\r" in buffer:  # a CRLF may be split between two reads: a last CR waits for the next
+            if buffer.endswith(b"\r"):
+                buffer, held = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n")
         events = buffer.split(b"\n\n")
-        self._buffer = events.pop()
+        self._buffer = events.pop() + held
         return [payload for block in events if (payload := _payload(block)) is not None]
 
     def rest(self) -> bytes:
@@ -31,6 +35,35 @@ def _payload(block: bytes) -> bytes | None:
         return block[6:] if block[5:6] == b" " else block[5:]
     lines = [line[5:].removeprefix(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
+
+
+_TYPE = re.compile(rb'^\s*\{\s*"type"\s*:\s*"([A-Za-z0-9_.]+)"')
+
+
+def named_events(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    """An upstream byte stream as (event name, data) pairs, as they complete, for the protocols that name
+    their events (Anthropic's, the Responses API's). An event without an `event:` line is named after its
+    data's leading `type`, as those APIs name every event, else `message`."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        if b"\r" in buffer:  # a trailing CR stays until its LF arrives
+            buffer = buffer.replace(b"\r\n", b"\n")
+        *blocks, buffer = buffer.split(b"\n\n")
+        for block in blocks:
+            event, data = b"", []
+            for line in block.split(b"\n"):
+                if line.startswith(b"data:"):
+                    data.append(line[5:].removeprefix(b" "))
+                elif line.startswith(b"event:"):
+                    event = line[6:].strip()
+            if not data:
+                continue
+            payload = b"\n".join(data)
+            if not event:
+                match = _TYPE.match(payload)
+                event = match.group(1) if match else b"message"
+            yield event, payload
 
 
 def frame(payload: bytes) -> bytes:

@@ -81,6 +81,33 @@ class RecordedRequest:
     raw: bytes
     status: int | None = None  # status answered (None until the headers were sent)
     client_disconnected: bool = False  # the client went away while this request's stream was running
+    # every usage object the answer carried, in order: `usage` (OpenAI, Anthropic, and the Responses API's
+    # `response.usage`) or `usageMetadata` (Gemini), as sent
+    usages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def reported_usages(payload: Any) -> list[dict[str, Any]]:
+    """The usage objects inside one answer body or stream event."""
+    if isinstance(payload, list):
+        return [u for item in payload for u in reported_usages(item)]
+    if not isinstance(payload, dict):
+        return []
+    found = [payload[k] for k in ("usage", "usageMetadata") if isinstance(payload.get(k), dict)]
+    for inner in ("message", "response"):  # Anthropic's message_start, the Responses API's lifecycle events
+        found += reported_usages(payload.get(inner)) if isinstance(payload.get(inner), dict) else []
+    return found
+
+
+def _note_usages(rec: RecordedRequest | None, data: bytes) -> None:
+    """Read the usage objects out of bytes sent: a JSON body, or SSE events."""
+    if rec is None:
+        return
+    texts = [line[5:].strip() for line in data.split(b"\n") if line.startswith(b"data:")] or [data]
+    for text in texts:
+        try:
+            rec.usages += reported_usages(json.loads(text))
+        except ValueError:
+            continue
 
 
 @dataclass
@@ -733,6 +760,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def write_chunk(self, data: bytes) -> bool:
         """Write `data` as one HTTP chunk; False (the stream is over) if the client left."""
+        _note_usages(self.rec, data)
         if self._peer_closed():
             self._client_left()
             return False
@@ -760,6 +788,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.rec.status = status
+        if status < 400:
+            _note_usages(self.rec, data)
         self.wfile.write(data)
 
     def _common_headers(self) -> None:
@@ -827,6 +857,7 @@ class _Handler(BaseHTTPRequestHandler):
             event if isinstance(event, str) else json.dumps(event, separators=(",", ":"), ensure_ascii=False)
         )
         data = b"data: " + text.encode() + b"\n\n"
+        _note_usages(self.rec, data)
         try:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         except OSError:

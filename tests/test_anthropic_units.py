@@ -148,7 +148,7 @@ def test_render_error_maps_status_to_type(status: int, kind: str) -> None:
 
 
 def test_stream_error_is_a_named_error_event() -> None:
-    frame = anthropic.stream_error(GatewayError(502, "broke", "server_error"))
+    frame = anthropic.stream_error(GatewayError(502, "broke", "server_error"), Call("messages", "m", {}, b""))
     assert parse_sse(frame) == [
         ("error", {"type": "error", "error": {"type": "api_error", "message": "broke"}})
     ]

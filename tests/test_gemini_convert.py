@@ -514,7 +514,7 @@ def test_stream_from_hub_as_a_json_array_and_its_error_element() -> None:
     sent = [next(stream)]
     with pytest.raises(GatewayError) as caught:
         next(stream)
-    sent.append(gemini.stream_error(caught.value))
+    sent.append(gemini.stream_error(caught.value, call))
     elements = json.loads(b"".join(sent))
     assert elements[0]["candidates"][0]["content"]["parts"] == [{"text": "partial"}]
     assert elements[1] == {
@@ -529,7 +529,7 @@ def test_stream_from_hub_as_a_json_array_and_its_error_element() -> None:
     }
     sse_call = parse({"contents": [user({"text": "x"})]}, "streamGenerateContent", query="alt=sse")
     next(gemini.stream_from_hub(sse_call, iter(HUB_STREAM)))
-    assert gemini.stream_error(caught.value).startswith(b'data: {"error":')
+    assert gemini.stream_error(caught.value, sse_call).startswith(b'data: {"error":')
 
 
 def test_stream_from_hub_pulls_the_first_chunk_before_yielding() -> None:

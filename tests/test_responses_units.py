@@ -451,7 +451,7 @@ def test_cut_stream_ends_incomplete_and_error_event_continues_the_sequence() -> 
     assert events[-1][0] == "response.incomplete"
     assert events[-1][1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
     error = events_of(
-        [responses.stream_error(GatewayError(502, "cut", "server_error", "upstream_stream_cut"))]
+        [responses.stream_error(GatewayError(502, "cut", "server_error", "upstream_stream_cut"), call)]
     )
     assert error == [
         (

@@ -251,17 +251,6 @@ def _anthropic_model(rt: Any, model: str, group: str) -> dict[str, Any]:
     }
 
 
-def _gemini_model(model: str) -> dict[str, Any]:
-    return {
-        "name": f"models/{model}",
-        "baseModelId": model,
-        "version": "001",
-        "displayName": model,
-        "description": "",
-        "supportedGenerationMethods": sorted(GEMINI_ACTIONS - {"batchEmbedContents"}),
-    }
-
-
 def _unknown_model(model: str) -> GatewayError:
     return GatewayError(
         404,
@@ -282,7 +271,7 @@ def list_models() -> Response:
     if protocol is anthropic:
         return _anthropic_list(rt, key, models)
     if protocol is gemini:
-        return _json({"models": [_gemini_model(m) for m in models]})
+        return _json({"models": [gemini.model_object(m) for m in models]})
     return _json({"object": "list", "data": [_model_object(rt, m, key.group) for m in models]})
 
 
@@ -316,14 +305,14 @@ def get_model(model: str) -> Response:
     if protocol is anthropic:
         return _json(_anthropic_model(rt, model, key.group))
     if protocol is gemini:
-        return _json(_gemini_model(model))
+        return _json(gemini.model_object(model))
     return _json(_model_object(rt, model, key.group))
 
 
 @bp.get("/v1beta/models")
 def gemini_models() -> Response:
     rt, key = _key()
-    return _json({"models": [_gemini_model(m) for m in _models_for(rt, key)]})
+    return _json({"models": [gemini.model_object(m) for m in _models_for(rt, key)]})
 
 
 @bp.get("/v1beta/models/<path:model>")
@@ -331,7 +320,7 @@ def gemini_model(model: str) -> Response:
     rt, key = _key()
     if model not in _models_for(rt, key):
         raise _unknown_model(model)
-    return _json(_gemini_model(model))
+    return _json(gemini.model_object(model))
 
 
 @bp.get("/v1beta/openai/models")

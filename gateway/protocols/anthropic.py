@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway import tokens
+from gateway import sse, tokens
 from gateway.neutral import Call, GatewayError, Reply, Usage, bad_request
 from gateway.protocols.base import Signature, Tally, unwrap_signature, wrap_signature
 from gateway.protocols.openai import MODEL_MAX_CHARS, new_id, retry_after_s
@@ -116,7 +116,16 @@ EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "m
 DEFAULT_EFFORT = "medium"
 THINKING_TYPES = ("enabled", "adaptive", "between_tools")
 # hub reasoning_effort -> thinking budget_tokens, towards an Anthropic upstream
-EFFORT_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+# `none` asks for no thinking; OpenAI's newer `xhigh` and `max` get the largest budget
+EFFORT_BUDGETS = {
+    "none": 0,
+    "minimal": 1024,
+    "low": 1024,
+    "medium": 4096,
+    "high": 16384,
+    "xhigh": 32000,
+    "max": 32000,
+}
 TOOL_ID = re.compile(r"[^A-Za-z0-9_-]")  # what a tool_use id may not contain
 JSON_INSTRUCTION = "Answer with a single valid JSON object only: no prose before or after it, no code fences."
 SCHEMA_INSTRUCTION = (
@@ -197,7 +206,7 @@ def render_error(err: GatewayError) -> Reply:
     return Reply(err.status, headers, _error_body(err))
 
 
-def stream_error(err: GatewayError) -> bytes:
+def stream_error(err: GatewayError, call: Call) -> bytes:
     return frame(b"error", _error_body(err))
 
 
@@ -751,7 +760,9 @@ def build_request(
         )
         url = _url(channel, PATHS[call.endpoint]) + ("?beta=true" if call.extra.get("beta") else "")
     elif call.kind == "chat":
-        body = orjson.dumps(body_from_hub(hub, upstream_model, call.stream))
+        body = orjson.dumps(
+            body_from_hub(hub, upstream_model, call.stream, channel.settings.get("max_output_tokens"))
+        )
         url = _url(channel, PATHS["messages"])
     else:
         raise GatewayError(
@@ -765,7 +776,11 @@ def build_request(
     return UpstreamRequest("POST", url, headers, body)
 
 
-def body_from_hub(hub: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+def body_from_hub(
+    hub: dict[str, Any], model: str, stream: bool, ceiling: int | None = None
+) -> dict[str, Any]:
+    """The Messages body for a hub request; `ceiling` is the channel's `max_output_tokens`, which the thinking
+    budget and the answer must share."""
     system, messages = _anthropic_messages(hub.get("messages") or [])
     instruction = _format_instruction(hub.get("response_format"))
     if instruction:
@@ -779,10 +794,15 @@ def body_from_hub(hub: dict[str, Any], model: str, stream: bool) -> dict[str, An
     if system:
         body["system"] = "\n\n".join(system)
     budget = _thinking_budget(hub, messages)
+    if budget and ceiling:
+        budget = min(budget, ceiling // 2)
+        budget = budget if budget >= MIN_THINKING_BUDGET else 0
     if budget:
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}
         if body["max_tokens"] <= budget:  # budget_tokens must stay below max_tokens
             body["max_tokens"] = budget + (max_tokens or DEFAULT_MAX_TOKENS)
+    if ceiling:
+        body["max_tokens"] = min(body["max_tokens"], ceiling)
     _sampling_from_hub(hub, body, thinking=bool(budget))
     tools = [
         _anthropic_tool(t)
@@ -822,9 +842,10 @@ def _thinking_budget(hub: dict[str, Any], messages: list[dict[str, Any]]) -> int
     budget = hub.get("thinking_budget")
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 0:  # Gemini's -1 is "dynamic"
         effort = hub.get("reasoning_effort")
-        budget = EFFORT_BUDGETS.get(effort) or (
-            EFFORT_BUDGETS[DEFAULT_EFFORT] if hub.get("include_reasoning") else 0
-        )
+        if effort in EFFORT_BUDGETS:
+            budget = EFFORT_BUDGETS[effort]
+        else:
+            budget = EFFORT_BUDGETS[DEFAULT_EFFORT] if hub.get("include_reasoning") else 0
     if not budget:
         return 0
     last = next((m for m in reversed(messages) if m["role"] == "assistant"), None)
@@ -1097,38 +1118,7 @@ def response_to_hub(call: Call, body: bytes) -> dict[str, Any]:
 
 
 # -- outbound: streams -------------------------------------------------------------------------------
-_TYPE = re.compile(rb'^\s*\{\s*"type"\s*:\s*"([A-Za-z_]+)"')
-
-
-def events(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bytes]]:
-    """An upstream byte stream as (event name, data) pairs, as they complete. An event without an `event:`
-    line is named after its data's leading `type`, as the API names every event."""
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        *blocks, buffer = buffer.split(b"\n\n")
-        for block in blocks:
-            found = _parse_event(block)
-            if found is not None:
-                yield found
-
-
-def _parse_event(block: bytes) -> tuple[bytes, bytes] | None:
-    event, data = b"", []
-    for line in block.split(b"\n"):
-        if line.startswith(b"data:"):
-            data.append(line[5:].removeprefix(b" "))
-        elif line.startswith(b"event:"):
-            event = line[6:].strip()
-    if not data:
-        return None
-    payload = b"\n".join(data)
-    if not event:
-        match = _TYPE.match(payload)
-        event = match.group(1) if match else b"message"
-    return event, payload
+events = sse.named_events
 
 
 class _UsageReader:
@@ -1262,7 +1252,8 @@ def _hub_chunks(event: bytes, data: dict[str, Any], tools: list[int]) -> Iterato
     elif kind == "content_block_delta" and isinstance(data.get("delta"), dict):
         delta = _block_delta(data["delta"], tools, data.get("index", 0))
     elif kind == "message_delta" and (data.get("delta") or {}).get("stop_reason"):
-        yield _hub_chunk({}, STOP_TO_FINISH.get(data["delta"]["stop_reason"], "stop"))
+        unknown = "tool_calls" if tools else "stop"  # as response_to_hub judges a new stop reason
+        yield _hub_chunk({}, STOP_TO_FINISH.get(data["delta"]["stop_reason"], unknown))
     if delta is not None:
         yield _hub_chunk(delta)
 

@@ -14,7 +14,7 @@ request (`request_to_hub` returns, `build_request` takes):
     `text`, `image_url` (http or `data:` URL), `file` ({`file_data`: data URL, `filename`}) for PDFs),
     `tools` (function tools), `tool_choice`, `parallel_tool_calls`, `response_format`, `stop` (a list),
     `temperature`, `top_p`, `max_tokens` (the output allowance, set when known), `stream`, `user`,
-    `reasoning_effort` (`minimal`, `low`, `medium`, `high`).
+    `reasoning_effort` (`none`, `minimal`, `low`, `medium`, `high`, and OpenAI's `xhigh`, `max`).
   * `top_k`: int.  `thinking_budget`: int tokens (Anthropic `budget_tokens`, Gemini `thinkingBudget`);
     `include_reasoning`: bool, the client wants reasoning text back.
   * assistant messages: `reasoning_content` (text) and `thinking_blocks`, a list of
@@ -107,8 +107,9 @@ class ProtocolModule(Protocol):
     def render_error(self, err: GatewayError) -> Reply:
         """An error in this protocol's shape, with `Retry-After` when the error has one."""
 
-    def stream_error(self, err: GatewayError) -> bytes:
-        """The frame that ends a stream that broke mid-way."""
+    def stream_error(self, err: GatewayError, call: Call) -> bytes:
+        """The frame that ends a stream that broke mid-way (the call holds what the stream's framing
+        needs, such as the next sequence number)."""
 
     def stream_headers(self, call: Call) -> list[tuple[str, str]]:
         """The headers of a streamed answer (Content-Type and the like)."""

@@ -37,7 +37,6 @@ import mimetypes
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
@@ -329,22 +328,16 @@ class Framer:
         return self.frame(payload) + b"]" if self.array else sse.frame(payload)
 
 
-# The framing of the stream being served, for `stream_error`, which is handed the error only. The relay
-# calls it from the greenlet that runs the stream, and each greenlet has its own context.
-_FRAMING: ContextVar[Framer | None] = ContextVar("gemini_framing", default=None)
-
-
 def _framer(call: Call) -> Framer:
     framer = Framer(array=not call.extra.get("sse", True))
     call.extra["framer"] = framer
-    _FRAMING.set(framer)
     return framer
 
 
-def stream_error(err: GatewayError, call: Call | None = None) -> bytes:
+def stream_error(err: GatewayError, call: Call) -> bytes:
     """An `{"error": ...}` element: an SSE event, or the array's last element (Google's own way; google-genai
     raises on a chunk that starts with `{"error":`)."""
-    framer = call.extra.get("framer") if call is not None else _FRAMING.get()
+    framer = call.extra.get("framer")
     return (framer or Framer(array=False)).error(orjson.dumps(error_body(err)))
 
 
@@ -559,7 +552,11 @@ def _user_to_hub(parts: list[dict[str, Any]], ids: CallIds) -> list[dict[str, An
         elif isinstance(inline, dict):
             content.append(_inline_to_hub(inline))
         elif isinstance(uri, str) and uri:
-            content.append({"type": "image_url", "image_url": {"url": uri}})
+            mime = str(_f(_f(part, "fileData"), "mimeType") or "")
+            if not mime or mime.startswith("image/"):
+                content.append({"type": "image_url", "image_url": {"url": uri}})
+            else:  # a hub file part holds data only: another upstream cannot fetch Google's file URIs
+                content.append({"type": "text", "text": f"[file: {uri}]"})
     if content:
         only_text = all(p["type"] == "text" for p in content)
         results.append(
@@ -1267,23 +1264,7 @@ def _payload_usage(payload: bytes) -> Usage | None:
         return None
 
 
-def _events(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """The stream's SSE payloads. Google ends its events with CRLF, and a CRLF split between two network
-    reads is not joined by `gateway.sse` (two events would run together): a trailing CR waits for the next
-    read."""
-
-    def joined() -> Iterator[bytes]:
-        held = b""
-        for chunk in chunks:
-            chunk, held = held + chunk, b""
-            if chunk.endswith(b"\r"):
-                chunk, held = chunk[:-1], b"\r"
-            if chunk:
-                yield chunk
-        if held:
-            yield held
-
-    return sse.events(joined())
+_events = sse.events
 
 
 def native_stream(call: Call, chunks: Iterator[bytes], tally: Tally) -> Iterator[bytes]:

@@ -52,6 +52,7 @@ KINDS = {
 REQUIRED = {"chat": "messages", "completions": "prompt", "embeddings": "input", "moderations": "input"}
 QUOTA_CODES = ("insufficient_quota", "billing_hard_limit_reached", "quota_exceeded")
 AZURE_API_VERSION = "2024-10-21"
+AZURE_RESPONSES_API_VERSION = "2025-04-01-preview"
 # OpenAI's reasoning models refuse `max_tokens`: they take `max_completion_tokens`
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 # hub extensions no OpenAI upstream takes (see gateway.protocols.base)
@@ -74,7 +75,7 @@ def render_error(err: GatewayError) -> Reply:
     return Reply(err.status, headers, orjson.dumps(body))
 
 
-def stream_error(err: GatewayError) -> bytes:
+def stream_error(err: GatewayError, call: Call) -> bytes:
     body = {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
     return sse.frame(orjson.dumps(body))
 
@@ -196,6 +197,10 @@ def _message_to_hub(message: dict[str, Any]) -> dict[str, Any]:
                         else None,
                     }
                 )
+        thinking = [b for b in hub_blocks if b["type"] == "thinking"]
+        text = message.get("reasoning_content")
+        if len(thinking) == 1 and not thinking[0]["thinking"] and isinstance(text, str):
+            thinking[0]["thinking"] = text  # a stream sent the text as reasoning_content, its signature apart
         message["thinking_blocks"] = hub_blocks
     if isinstance(calls, list):
         hub_calls = []
@@ -262,16 +267,11 @@ def _message_json(message: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"role": "assistant", "content": message.get("content"), "refusal": None}
     if message.get("reasoning_content"):
         out["reasoning_content"] = message["reasoning_content"]
+    if message.get("thinking_blocks"):
+        out["thinking_blocks"] = _thinking_json(message["thinking_blocks"])
     calls = message.get("tool_calls")
     if calls:
-        out["tool_calls"] = [
-            {
-                "id": c["id"],
-                "type": "function",
-                "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
-            }
-            for c in calls
-        ]
+        out["tool_calls"] = [_tool_call_json(c) for c in calls]
     return out
 
 
@@ -457,6 +457,9 @@ def retry_after_s(headers: Mapping[str, str]) -> int | None:
 def endpoint_url(channel: ChannelInfo, path: str, upstream_model: str) -> str:
     """Where `path` (such as `/chat/completions`) lives on the channel's upstream."""
     if channel.type == "azure":
+        if path.startswith("/responses"):  # Azure's Responses API is not per deployment
+            version = channel.settings.get("api_version") or AZURE_RESPONSES_API_VERSION
+            return f"{channel.base_url}/openai{path}?api-version={version}"
         version = channel.settings.get("api_version") or AZURE_API_VERSION
         return f"{channel.base_url}/openai/deployments/{upstream_model}{path}?api-version={version}"
     return channel.base_url + path

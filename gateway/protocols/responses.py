@@ -23,7 +23,7 @@ Compaction asks the same model for a summary, which the client keeps as a signed
 What a converted call cannot carry is dropped on purpose (docs/protocols.md): hosted tools (`web_search`,
 `file_search`, ...) and their call items, `input_image` by `file_id`, `input_file` by `file_id` or
 `file_url`, audio, images in tool outputs, `text.verbosity`, `truncation`, `service_tier`,
-`prompt_cache_key`, `metadata` and `client_metadata` (echoed, not sent), compaction items an upstream made
+`prompt_cache_key`, `client_metadata`, `metadata` (echoed back, not sent), compaction items an upstream made
 (opaque to every other upstream), and, in compaction summaries, system and developer messages (clients
 send them again with every request).
 """
@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway import tokens
+from gateway import sse, tokens
 from gateway.neutral import Call, GatewayError, Usage, bad_request
 from gateway.protocols import openai
 from gateway.protocols.base import Signature, Tally, unwrap_signature, wrap_signature
@@ -102,9 +101,6 @@ COMPACT_PROMPT = (
     "the decisions made, the facts learned, the tools called and their important results, the files, "
     "names and identifiers involved, and what remains to be done. Write only the summary."
 )
-# the stream position of the current greenlet (gevent makes threading.local greenlet-local), so that an
-# error event after a broken stream continues its sequence numbers
-_position = threading.local()
 
 
 # -- inbound: parsing and errors ---------------------------------------------------------------------
@@ -112,14 +108,15 @@ render_error = openai.render_error
 map_error = openai.map_error
 
 
-def stream_error(err: GatewayError) -> bytes:
-    """The `error` event that ends a broken stream (openai-python yields it as a ResponseErrorEvent)."""
+def stream_error(err: GatewayError, call: Call) -> bytes:
+    """The `error` event that ends a broken stream (openai-python yields it as a ResponseErrorEvent); its
+    sequence number follows the last event sent."""
     event = {
         "type": "error",
         "code": err.code or err.type,
         "message": err.message,
         "param": err.param,
-        "sequence_number": getattr(_position, "sequence", 0),
+        "sequence_number": call.extra.get("sequence", 0),
     }
     return _frame(b"error", orjson.dumps(event))
 
@@ -167,7 +164,7 @@ def parse_request(endpoint: str, raw: bytes, inbound: Inbound | None = None) -> 
 def estimate_count(call: Call) -> bytes:
     """The answer of `/v1/responses/input_tokens` when no channel counts natively: counted here."""
     names, tools = _tools(call.body)
-    conversation = _Transcript(names, call.extra).convert(input_items(call.body))
+    conversation = _Transcript(names, call.extra).convert(input_items(call.body), call.extra.get("history"))
     text = [_instructions(call.body)] + [_message_text(m) for m in conversation]
     if tools:
         text.append(orjson.dumps(tools).decode())
@@ -850,7 +847,7 @@ class _Stream:
         self.names: ToolNames = call.extra.get("names") or ToolNames()
         self.summary, self.encrypted = _visibility(call)
         self.ids = _Ids(call.extra["token"])
-        self.sequence = _position.sequence = 0
+        self.sequence = call.extra["sequence"] = 0
         self.output: dict[int, dict[str, Any]] = {}
         self.next_index = 0
         self.reasoning: _Open | None = None
@@ -863,7 +860,7 @@ class _Stream:
     def event(self, kind: str, **fields: Any) -> bytes:
         data = orjson.dumps({"type": kind, **fields, "sequence_number": self.sequence})
         self.sequence += 1
-        _position.sequence = self.sequence
+        self.call.extra["sequence"] = self.sequence
         return _frame(kind.encode(), data)
 
     def _index(self) -> int:
@@ -1219,32 +1216,16 @@ def native_response(call: Call, body: bytes) -> tuple[bytes, Usage | None]:
     return body, usage_from(data.get("usage"))
 
 
-def _sse_blocks(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bytes]]:
-    """(event name, data) of each server-sent event, as it completes; `\\n` or `\\r\\n` line ends."""
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        *blocks, buffer = buffer.split(b"\n\n")
-        for block in blocks:
-            event, data = b"", []
-            for line in block.split(b"\n"):
-                if line.startswith(b"event:"):
-                    event = line[6:].strip()
-                elif line.startswith(b"data:"):
-                    data.append(line[5:].removeprefix(b" "))
-            if data:
-                yield event, b"\n".join(data)
+_sse_blocks = sse.named_events
 
 
 def native_stream(call: Call, chunks: Iterator[bytes], tally: Tally) -> Iterator[bytes]:
     """The upstream's events as they come, with their names; usage from the terminal event."""
     tally.text_of = delivered_text
     keeper = call.extra.get("keep")
-    _position.sequence = 0
+    call.extra["sequence"] = 0
     for event, payload in _sse_blocks(chunks):
-        _position.sequence += 1  # OpenAI numbers its events from 0, one by one
+        call.extra["sequence"] += 1  # OpenAI numbers its events from 0, one by one
         if not event:  # a server that names its events only inside the data
             found = re.match(rb'\s*\{\s*"type"\s*:\s*"([^"]+)"', payload)
             event = found.group(1) if found else b"message"
