@@ -58,7 +58,7 @@ def probe_call(channel: ChannelInfo, model: str) -> Call:
     else:
         endpoint = "chat"
         body = {"model": model, "messages": [{"role": "user", "content": PING}], "max_tokens": 1}
-    return Call(endpoint, model, body, orjson.dumps(body))
+    return Call(endpoint, model, body, orjson.dumps(body), kind=openai.KINDS[endpoint])
 
 
 def _try(

@@ -130,3 +130,26 @@ def test_converted_requests_respect_the_channels_output_ceiling(
     assert "reasoning_effort" not in sent  # a chat model refuses it; reasoning models get it
     bad = gateway.api("PATCH", f"/channels/{channel['id']}", {"settings": {"max_output_tokens": 0}})
     assert bad.status == 400 and bad.body["error"]["param"] == "settings"
+
+
+def test_each_type_is_tested_in_its_own_protocol(gateway: Gateway, fresh_upstream: FakeUpstream) -> None:
+    cases = [
+        ("anthropic", "claude-" + secrets.token_hex(3), "/v1/messages", "max_tokens"),
+        ("gemini", "gemini-" + secrets.token_hex(3), ":generateContent", "contents"),
+        ("gemini", "text-embedding-" + secrets.token_hex(3), ":batchEmbedContents", "requests"),
+        ("azure", "gpt-4o-" + secrets.token_hex(3), "/chat/completions", "messages"),
+    ]
+    for kind, model, path, field in cases:
+        channel = gateway.channel(fresh_upstream, [model], type=kind, base_url=fresh_upstream.root_url)
+        result = gateway.ok("POST", f"/channels/{channel['id']}/test")
+        assert result["ok"] is True, (kind, result)
+        sent = fresh_upstream.last_request
+        assert sent.path.endswith(path) and field in sent.json, (kind, sent.path, sent.json)
+    fresh_upstream.behave(
+        status=529,
+        error_body={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+    )
+    model = "claude-" + secrets.token_hex(3)
+    channel = gateway.channel(fresh_upstream, [model], type="anthropic", base_url=fresh_upstream.root_url)
+    result = gateway.ok("POST", f"/channels/{channel['id']}/test")
+    assert result["ok"] is False and result["status"] == 529 and "Overloaded" in result["error"]
