@@ -27,9 +27,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
+from console import web
 from console.api import bp as api_bp
 from console.api import signin
-from console.pages import bp as pages_bp
 from gateway import __version__, workers
 from gateway.config import PROJECT_ROOT, Settings, instance_secret, settings_from_env
 from gateway.domain import accounts
@@ -132,7 +132,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.wsgi_app = RelayRoutes(rt, app.wsgi_app)  # type: ignore[method-assign]
     app.register_blueprint(v1_bp)
     app.register_blueprint(api_bp)
-    app.register_blueprint(pages_bp)
+    web.init_app(app, exempt=(v1_bp, api_bp))
     _wire_requests(app)
     _register_commands(app)
     rt.wallets.replayed(rt.writer.replay())  # what a killed process left in its journal, before serving

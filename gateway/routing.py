@@ -77,6 +77,10 @@ class Window:
                 self._requests[i] = self._failures[i] = 0
         self._second = second
 
+    def advance(self, now: float) -> None:
+        """Forget what fell out of the window by `now`."""
+        self._advance(int(now))
+
     def add(self, failed: bool, now: float) -> None:
         second = int(now)
         self._advance(second)
@@ -299,6 +303,12 @@ class Router:
         window = self._windows.get(channel_id)
         if window is None:
             window = self._windows[channel_id] = Window(self._window_s)
+        return window
+
+    def window(self, channel_id: int) -> Window:
+        """The channel's requests and failures over the health window, as of now (for the console)."""
+        window = self._window(channel_id)
+        window.advance(time.time())
         return window
 
     def _change(self, what: str, ident: int, status: str, reason: str) -> None:

@@ -11,7 +11,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from gateway.domain import bounds
 from gateway.domain.crypto import hash_secret, new_token
-from gateway.domain.models import User, db, utcnow
+from gateway.domain.models import Setting, User, db, utcnow
 from gateway.neutral import GatewayError, bad_request
 
 ROLES = ("user", "admin", "root")
@@ -108,6 +108,26 @@ def update_user(user: User, changes: dict[str, Any], actor: User | None = None) 
         revoke_access_token(user)  # and the access token it may have leaked with
     db.session.commit()
     return user
+
+
+def change_password(user: User, current: Any, new: Any) -> None:
+    """The user's own password change: the current one must match. Ends every other session."""
+    if not isinstance(current, str) or not check_password_hash(user.password_hash, current):
+        raise GatewayError(
+            403, "The current password is wrong.", "permission_denied", "bad_credentials", "current"
+        )
+    update_user(user, {"password": new}, user)
+
+
+def set_language(user: User, language: str) -> None:
+    user.language = language
+    db.session.commit()
+
+
+def registration_open() -> bool:
+    """Whether anyone may create an account from the console (an admin's setting; off by default)."""
+    row = db.session.get(Setting, "registration")
+    return bool(row is not None and row.value)
 
 
 def end_sessions(user: User) -> None:

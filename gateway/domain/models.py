@@ -37,6 +37,7 @@ class User(db.Model):
     access_token_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     # console sessions carry the epoch they began in; raising it (logout, new password) ends them all
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    language: Mapped[str | None] = mapped_column(String(16), nullable=True)  # the console's, once chosen
     balance_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
