@@ -153,3 +153,17 @@ def test_each_type_is_tested_in_its_own_protocol(gateway: Gateway, fresh_upstrea
     channel = gateway.channel(fresh_upstream, [model], type="anthropic", base_url=fresh_upstream.root_url)
     result = gateway.ok("POST", f"/channels/{channel['id']}/test")
     assert result["ok"] is False and result["status"] == 529 and "Overloaded" in result["error"]
+
+
+def test_a_base_url_without_v1_gets_a_404_that_says_so(gateway: Gateway) -> None:
+    for method, path in (("POST", "/chat/completions"), ("GET", "/models"), ("POST", "/responses")):
+        reply = http(
+            method, gateway.url + path, {} if method == "POST" else None, {"Authorization": "Bearer sk-x"}
+        )
+        assert reply.status == 404 and reply.body["error"]["code"] == "missing_v1", path
+        assert f"{gateway.url}/v1" in reply.body["error"]["message"]
+        assert reply.headers["access-control-allow-origin"] == "*"
+    claude = http("POST", gateway.url + "/messages", {}, {"x-api-key": "sk-x"})
+    assert (
+        claude.status == 404 and claude.body["type"] == "error" and "/v1" in claude.body["error"]["message"]
+    )

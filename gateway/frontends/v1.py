@@ -131,6 +131,8 @@ class RelayRoutes:
             if action in GEMINI_ACTIONS and model:
                 found, params = (gemini, action), {"model": model}
         if found is None:
+            if (path in WITHOUT_V1 or path.startswith("/models/")) and not _from_a_browser_page(environ):
+                return _missing_v1(environ, start_response)
             return self.app(environ, start_response)
         module, endpoint = found
         request_id = new_request_id()
@@ -166,6 +168,38 @@ class RelayRoutes:
             body = [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
         start_response(STATUS_LINES.get(reply.status) or f"{reply.status} Error", headers)
         return body
+
+
+# what an SDK calls when its base URL lacks `/v1` (a console page may share the name: see below)
+WITHOUT_V1 = frozenset(
+    ("/chat/completions", "/completions", "/embeddings", "/moderations", "/responses", "/messages", "/models")
+)
+
+
+def _from_a_browser_page(environ: dict[str, Any]) -> bool:
+    """A browser opening a console page (such as /models), not an SDK that forgot `/v1`."""
+    keyed = environ.get("HTTP_AUTHORIZATION") or environ.get("HTTP_X_API_KEY")
+    return not keyed and "text/html" in environ.get("HTTP_ACCEPT", "")
+
+
+def _missing_v1(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+    """A 404 that says what to fix, in the caller's protocol, readable by a browser app (CORS)."""
+    path = environ.get("PATH_INFO", "")
+    root = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', 'localhost')}"
+    module = anthropic if path == "/messages" else openai
+    err = GatewayError(
+        404,
+        f"There is no {path} here: the API lives under /v1. Set your base URL to {root}/v1 "
+        f"(so this call goes to /v1{path}).",
+        "invalid_request_error",
+        "missing_v1",
+    )
+    reply = module.render_error(err)
+    body = reply.body if isinstance(reply.body, bytes) else b""
+    headers = [*reply.headers, ("X-Request-Id", new_request_id()), *CORS_HEADERS]
+    headers.append(("Content-Length", str(len(body))))
+    start_response(STATUS_LINES[404], headers)
+    return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
 
 def _preflight(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
