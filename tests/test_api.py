@@ -215,10 +215,13 @@ def test_openapi_document_is_public_and_complete(admin: Api) -> None:
     schemes = spec["components"]["securitySchemes"]
     assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
     assert schemes["cookieAuth"]["in"] == "cookie" and schemes["cookieAuth"]["name"] == "session"
-    public = set()
+    assert spec["servers"] == [{"url": "/", "description": "This gateway"}]  # relative: this gateway
+    public, operation_ids = set(), []
     for path, operations in spec["paths"].items():
         for method, op in operations.items():
             assert op["summary"] and op["responses"], (method, path)
+            assert re.fullmatch(r"(get|post|put|patch|delete)[A-Z][A-Za-z0-9]*", op["operationId"]), op
+            operation_ids.append(op["operationId"])
             if op["security"] == []:
                 public.add(f"{method.upper()} {path}")
             elif not path.startswith("/api/"):  # the relay's: an API key in any protocol's header
@@ -234,6 +237,8 @@ def test_openapi_document_is_public_and_complete(admin: Api) -> None:
         "POST /api/auth/login",
         "POST /api/auth/logout",
     }
+    assert len(operation_ids) == len(set(operation_ids)), "operationIds must be unique"
+    assert spec["paths"]["/api/users/{user_id}/wallet"]["post"]["operationId"] == "postUsersUserIdWallet"
     log_filters = {p["name"] for p in spec["paths"]["/api/logs"]["get"]["parameters"]}
     assert log_filters == {
         "user_id",

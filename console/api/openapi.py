@@ -651,6 +651,13 @@ SESSION_COOKIE = {
 }
 
 
+def operation_id(method: str, route_path: str) -> str:
+    """A stable, unique name for code generators: the method and the path's words in camelCase, such as
+    `getUsersUserIdWallet` for GET /users/{user_id}/wallet (below /api) or `postV1ChatCompletions`."""
+    words = [word for word in re.split(r"[^A-Za-z0-9]+", route_path) if word]
+    return method.lower() + "".join(word[0].upper() + word[1:] for word in words)
+
+
 def operation(route: Route) -> Schema:
     codes = set(route.errors) | ({401} if route.auth else set()) | ({403} if route.auth == ADMIN else set())
     if "{" in route.path or route.query:
@@ -662,6 +669,7 @@ def operation(route: Route) -> Schema:
     if route.path == "/auth/login":
         answer["headers"] = SESSION_COOKIE
     op: Schema = {
+        "operationId": operation_id(route.method, route.path),
         "tags": [route.path.split("/")[1]],
         "summary": route.summary,
         "security": AUTHENTICATED if route.auth else [],
@@ -703,6 +711,7 @@ def relay_paths() -> dict[str, dict[str, Schema]]:
     for route in v1.ROUTES:
         names = re.findall(r"\{(\w+)\}", route.path)
         op: Schema = {
+            "operationId": operation_id(route.method, route.path),
             "tags": [f"relay-{route.protocol}"],
             "summary": route.summary,
             "description": f"Bodies and errors as in {RELAY_REFERENCES[route.protocol]}; errors in that "
@@ -733,6 +742,8 @@ SPEC: Schema = {
         '(`*_micro_usd`) or USD (`*_usd`). Errors are `{"error": {message, type, param, code}}`. The '
         "relay's own routes, which API keys reach, are listed under the `relay-*` tags.",
     },
+    # relative to the document's own address: the gateway that serves it, whatever its public URL
+    "servers": [{"url": "/", "description": "This gateway"}],
     "paths": {**paths(ROUTES), **relay_paths()},
     "components": {
         "securitySchemes": {
