@@ -1,0 +1,270 @@
+"""The console in a real browser: Debian's headless Chromium driven by Playwright for Python, against the real
+gateway (`python app.py`) on SQLite and a fake upstream. A person signs in through the form, watches the
+health card turn red when a channel fails (htmx polling, no reload), switches to Vietnamese and finds no
+English left, and each main page is photographed in each language under `test-artifacts/screenshots/`.
+
+Playwright's own browser download cannot be reached here, so the browser is Debian's `chromium` package
+(`/usr/bin/chromium`, or `CHROMIUM`), which test.sh installs when missing. Without it or without Playwright
+these tests skip, except with `CI=true`, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from console.web import locale
+from tests.conftest import IN_CI, ROOT, Gateway, start_gateway, stop_gateway
+from tests.fake_upstream import FakeUpstream
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+VIEWPORT = {"width": 1280, "height": 800}
+WAIT_MS = 15_000
+HI = [{"role": "user", "content": "hi"}]
+
+
+def _missing_browser() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright for Python is not installed (pip install '.[test]', or ./test.sh)"
+    if not CHROMIUM.exists():
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium, or ./test.sh as root)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    reason = _missing_browser()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: a missing browser is a failure)")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def _gateway(tmp: Path, **env: str) -> Gateway:
+    return start_gateway(tmp, f"sqlite:///{tmp / 'browser.db'}", **env)
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gateway = _gateway(tmp_path_factory.mktemp("browser"))
+    yield gateway
+    stop_gateway(gateway)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream("browser").start()
+    yield fake
+    fake.stop()
+
+
+def new_page(browser: Any, gateway: Gateway) -> Any:
+    """A fresh browser profile (no cookies) that speaks English unless told otherwise."""
+    context = browser.new_context(base_url=gateway.url, viewport=VIEWPORT, locale="en-US")
+    context.set_default_timeout(WAIT_MS)
+    return context.new_page()
+
+
+def root_password(gateway: Gateway) -> str:
+    return gateway.env["RELAYHOUSE_ADMIN_PASSWORD"]
+
+
+def a_user(gateway: Gateway, balance_usd: float = 10) -> tuple[dict, str]:
+    password = "pw-" + secrets.token_hex(8)
+    return gateway.user(balance_usd, username="u-" + secrets.token_hex(4), password=password), password
+
+
+def sign_in(page: Any, username: str, password: str) -> Any:
+    page.goto("/login")
+    form = page.locator("main form")
+    form.locator("input[name=username]").fill(username)
+    form.locator("input[name=password]").fill(password)
+    with page.expect_navigation():
+        form.locator("button[type=submit]").click()
+    return page
+
+
+def switch_language(page: Any, language: str) -> None:
+    """The switcher in the header: choosing a language submits its form and reloads the page."""
+    with page.expect_navigation():
+        page.select_option("#language-switch", language)
+    assert page.locator("html").get_attribute("lang") == locale.html_lang(language)
+
+
+class _Text(HTMLParser):
+    """The text a reader sees: element text and the values of visible attributes (as tests/test_pages.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style", "pre", "code"):
+            self._skip += 1
+        self.parts += [v for k, v in attrs if k in ("title", "placeholder", "aria-label") and v]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "pre", "code"):
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def visible_text(html: str) -> str:
+    parser = _Text()
+    parser.feed(html)
+    return " ".join(" ".join(parser.parts).split())
+
+
+def source_strings(language: str) -> set[str]:
+    """The English messages that `language` translates to something else: none may show on its pages."""
+    catalog = locale.read_catalog(language)
+    return {
+        m.id for m in catalog if m.id and m.string and m.string != m.id and len(m.id) > 3 and "%(" not in m.id
+    }
+
+
+def menu(page: Any) -> list[str]:
+    """The paths of the main menu, as the signed-in user sees it."""
+    return [href for href in page.locator("nav.main a").evaluate_all("els => els.map(a => a.pathname)")]
+
+
+# -- signing in -----------------------------------------------------------------------------------------
+
+
+def test_signing_in_through_the_form(browser: Any, gw: Gateway) -> None:
+    user, password = a_user(gw)
+    page = new_page(browser, gw)
+    sign_in(page, user["username"], "not-the-password")
+    assert page.locator("[role=alert]").inner_text() == "Wrong username or password."
+    sign_in(page, user["username"], password)
+    assert page.url == gw.url + "/"
+    assert page.locator("header .who a").first.inner_text() == user["username"]
+    assert page.get_by_role("button", name="Sign out").is_visible()
+    page.goto("/account")  # a signed-in page opens
+    assert page.url == gw.url + "/account"
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign out").click()
+    assert page.locator("header .who").get_by_role("link", name="Sign in").is_visible()
+    page.goto("/account")
+    assert page.url.startswith(gw.url + "/login")  # signed out: back to the form
+    page.context.close()
+
+
+def test_a_user_menu_has_no_admin_pages_and_admin_pages_refuse_the_user(browser: Any, gw: Gateway) -> None:
+    user, password = a_user(gw)
+    admin = sign_in(new_page(browser, gw), "root", root_password(gw))
+    mine = sign_in(new_page(browser, gw), user["username"], password)
+    for path in set(menu(admin)) - set(menu(mine)):
+        answer = mine.goto(path)
+        assert answer.status in (403, 404), (path, answer.status)
+    admin.context.close(), mine.context.close()
+
+
+# -- the live health card -------------------------------------------------------------------------------
+
+
+def test_the_health_card_turns_red_when_a_channel_fails_without_a_reload(
+    browser: Any, tmp_path: Path
+) -> None:
+    gateway = _gateway(tmp_path, AUTO_DISABLE_AFTER="3", RETRY_ATTEMPTS="1")
+    failing = FakeUpstream("failing").start()
+    try:
+        model = "hb-" + secrets.token_hex(4)
+        channel = gateway.channel(failing, [model])
+        gateway.price(model)
+        user, _ = a_user(gateway)
+        client = gateway.client(gateway.key(user))
+        page = new_page(browser, gateway)
+        page.goto("/")
+        card = page.locator("#health")
+        assert "ok" in card.get_attribute("class").split()
+        assert page.locator("#channels-up").inner_text() == "1"
+        page.evaluate("window.stillThisPage = true")  # gone if the page reloads
+
+        failing.behave(status=500)  # the probe keeps failing too: the channel stays down
+        deadline = time.time() + 10
+        while gateway.ok("GET", f"/channels/{channel['id']}")["status"] != "auto_disabled":
+            assert time.time() < deadline, "the channel was never auto-disabled"
+            with pytest.raises(openai.APIError):
+                client.chat.completions.create(model=model, messages=HI)
+
+        from playwright.sync_api import expect
+
+        expect(card).to_have_class(re.compile(r"\bbad\b"), timeout=WAIT_MS)  # htmx polls every 5 s
+        assert page.evaluate("window.stillThisPage") is True
+        assert page.locator("#channels-auto-disabled").inner_text() == "1"
+        assert page.locator("#channels-up").inner_text() == "0"
+        assert card.locator(".state").inner_text() == "Some upstream channels are failing."
+        page.screenshot(path=str(_shot("en", "home-channel-failing")))
+        page.context.close()
+    finally:
+        failing.stop()
+        stop_gateway(gateway)
+
+
+# -- languages ------------------------------------------------------------------------------------------
+
+
+def test_switching_to_vietnamese_leaves_no_english_on_any_page(browser: Any, gw: Gateway) -> None:
+    page = sign_in(new_page(browser, gw), "root", root_password(gw))
+    assert page.locator("html").get_attribute("lang") == "en"
+    switch_language(page, "vi")
+    assert page.locator("#health .state").inner_text() != "All systems working."
+    sources = source_strings("vi")
+    for path in [*menu(page), "/account"]:
+        page.goto(path)
+        assert page.locator("html").get_attribute("lang") == "vi", path
+        text = visible_text(page.content())
+        left = sorted(s for s in sources if s in text)
+        assert not left, f"{path} in Vietnamese still says {left}"
+    page.context.close()
+
+
+def _shot(language: str, name: str) -> Path:
+    folder = SCREENSHOTS / language
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}.png"
+
+
+def _page_name(path: str) -> str:
+    return path.strip("/").replace("/", "-") or "home"
+
+
+@pytest.mark.parametrize("language", list(locale.LANGUAGES))
+def test_screenshots_of_each_main_page_in_each_language(browser: Any, gw: Gateway, language: str) -> None:
+    signed_out = new_page(browser, gw)
+    signed_out.goto("/login")
+    switch_language(signed_out, language)
+    signed_out.screenshot(path=str(_shot(language, "login")), full_page=True)
+    signed_out.context.close()
+
+    page = sign_in(new_page(browser, gw), "root", root_password(gw))
+    switch_language(page, language)
+    for path in [*menu(page), "/account"]:
+        answer = page.goto(path)
+        assert answer.status == 200, (path, answer.status)
+        assert page.locator("html").get_attribute("lang") == locale.html_lang(language)
+        page.screenshot(path=str(_shot(language, _page_name(path))), full_page=True)
+    page.context.close()
