@@ -10,6 +10,7 @@ these tests skip, except with `CI=true`, where that is a failure.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -21,6 +22,7 @@ from typing import Any
 
 import openai
 import pytest
+from babel.messages.extract import extract_from_dir
 
 from console.web import locale
 from tests.conftest import IN_CI, ROOT, Gateway, start_gateway, stop_gateway
@@ -137,17 +139,39 @@ def visible_text(html: str) -> str:
     return " ".join(" ".join(parser.parts).split())
 
 
-def source_strings(language: str) -> set[str]:
-    """The English messages that `language` translates to something else: none may show on its pages."""
+@functools.cache
+def used_messages() -> frozenset[str]:
+    """Every message the templates and the console's code mark for translation."""
+    method_map = [("console/**.py", "python"), ("templates/**.html", "jinja2")]
+    keywords = {"_": None, "gettext": None, "lazy_gettext": None}
+    found = extract_from_dir(str(ROOT), method_map, keywords=keywords)
+    return frozenset(m if isinstance(m, str) else m[0] for _, _, m, _, _ in found)
+
+
+def english_left(language: str, text: str) -> list[str]:
+    """The English messages on a page in `language`: those its catalog translates to something else, and
+    those it lacks (a message a language keeps as it is, such as a product name, is not English left)."""
     catalog = locale.read_catalog(language)
-    return {
-        m.id for m in catalog if m.id and m.string and m.string != m.id and len(m.id) > 3 and "%(" not in m.id
+    sources = used_messages() | {m.id for m in locale.read_catalog("en") if m.id}
+    english = {
+        s for s in sources if len(s) > 3 and "%(" not in s and (s not in catalog or catalog[s].string != s)
     }
+    return sorted(s for s in english if re.search(rf"(?<!\w){re.escape(s)}(?!\w)", text))
 
 
 def menu(page: Any) -> list[str]:
     """The paths of the main menu, as the signed-in user sees it."""
-    return [href for href in page.locator("nav.main a").evaluate_all("els => els.map(a => a.pathname)")]
+    return page.locator("nav.main a").evaluate_all("els => els.map(a => a.pathname)")
+
+
+def every_page(page: Any) -> list[str]:
+    """The main menu's pages, the tabs those pages have (the admin's), and the account page."""
+    paths = menu(page)
+    for path in list(paths):
+        page.goto(path)
+        tabs = page.locator("main nav a").evaluate_all("els => els.map(a => a.pathname)")
+        paths += [tab for tab in tabs if tab not in paths]
+    return [*paths, "/account"]
 
 
 # -- signing in -----------------------------------------------------------------------------------------
@@ -232,12 +256,10 @@ def test_switching_to_vietnamese_leaves_no_english_on_any_page(browser: Any, gw:
     assert page.locator("html").get_attribute("lang") == "en"
     switch_language(page, "vi")
     assert page.locator("#health .state").inner_text() != "All systems working."
-    sources = source_strings("vi")
-    for path in [*menu(page), "/account"]:
+    for path in every_page(page):
         page.goto(path)
         assert page.locator("html").get_attribute("lang") == "vi", path
-        text = visible_text(page.content())
-        left = sorted(s for s in sources if s in text)
+        left = english_left("vi", visible_text(page.content()))
         assert not left, f"{path} in Vietnamese still says {left}"
     page.context.close()
 
@@ -262,7 +284,7 @@ def test_screenshots_of_each_main_page_in_each_language(browser: Any, gw: Gatewa
 
     page = sign_in(new_page(browser, gw), "root", root_password(gw))
     switch_language(page, language)
-    for path in [*menu(page), "/account"]:
+    for path in every_page(page):
         answer = page.goto(path)
         assert answer.status == 200, (path, answer.status)
         assert page.locator("html").get_attribute("lang") == locale.html_lang(language)
