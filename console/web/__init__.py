@@ -19,10 +19,10 @@ from flask_htmx import HTMX
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 
-from console.web import admin, auth, home, locale
+from console.web import admin, auth, home, locale, wallet
 from gateway.domain.models import User, db
 
-BLUEPRINTS = (auth.bp, home.bp, admin.bp)
+BLUEPRINTS = (auth.bp, home.bp, admin.bp, wallet.bp)
 htmx = HTMX()
 csrf = CSRFProtect()
 
@@ -60,6 +60,7 @@ def _is_admin() -> bool:
 
 
 NAV: list[tuple[str, Any, bool]] = [("home.home", lambda: _("Home"), False)]  # pages add theirs
+NAV.append(("wallet.wallet", lambda: _("Wallet"), False))
 NAV.append(("admin.channels_page", lambda: _("Admin"), True))
 
 
