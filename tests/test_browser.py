@@ -206,6 +206,41 @@ def test_a_user_menu_has_no_admin_pages_and_admin_pages_refuse_the_user(browser:
     admin.context.close(), mine.context.close()
 
 
+def test_an_admin_opens_registration_and_a_visitor_registers(browser: Any, gw: Gateway) -> None:
+    visitor = new_page(browser, gw)
+    visitor.goto("/login")
+    assert visitor.get_by_role("link", name="Create an account").count() == 0
+    assert visitor.goto("/register").status == 403
+
+    admin = sign_in(new_page(browser, gw), "root", root_password(gw))
+    admin.goto("/admin/settings")
+    admin.get_by_label("Anyone may create an account from the sign-in page").check()
+    with admin.expect_navigation():
+        admin.get_by_role("button", name="Save").click()
+    assert admin.get_by_role("status").inner_text() == "The settings were saved."
+    try:
+        visitor.goto("/login")
+        with visitor.expect_navigation():
+            visitor.get_by_role("link", name="Create an account").click()
+        name, password = "v-" + secrets.token_hex(4), "pw-" + secrets.token_hex(8)
+        form = visitor.locator("main form")
+        form.locator("input[name=username]").fill(name)
+        form.locator("input[name=password]").fill(password)
+        form.locator("input[name=confirm]").fill(password)
+        with visitor.expect_navigation():
+            form.get_by_role("button", name="Create an account").click()
+        assert visitor.locator("header .who a").first.inner_text() == name
+        users = gw.ok("GET", "/users?per_page=500")["data"]
+        assert [u["role"] for u in users if u["username"] == name] == ["user"]
+    finally:
+        admin.goto("/admin/settings")
+        admin.get_by_label("Anyone may create an account from the sign-in page").uncheck()
+        with admin.expect_navigation():
+            admin.get_by_role("button", name="Save").click()
+    assert visitor.goto("/register").status == 403
+    admin.context.close(), visitor.context.close()
+
+
 # -- the live health card -------------------------------------------------------------------------------
 
 
