@@ -60,6 +60,13 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+def expect(target: Any) -> Any:
+    """Playwright's waiting assertions (imported late: without Playwright the tests skip, not error)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
+
 def _gateway(tmp: Path, **env: str) -> Gateway:
     return start_gateway(tmp, f"sqlite:///{tmp / 'browser.db'}", **env)
 
@@ -241,6 +248,79 @@ def test_an_admin_opens_registration_and_a_visitor_registers(browser: Any, gw: G
     admin.context.close(), visitor.context.close()
 
 
+# -- keys, models, wallet --------------------------------------------------------------------------------
+
+
+def test_a_new_key_is_shown_once_and_works_at_once(browser: Any, gw: Gateway, upstream: FakeUpstream) -> None:
+    model = "bk-" + secrets.token_hex(4)
+    gw.channel(upstream, [model])
+    gw.price(model)
+    user, password = a_user(gw)
+    page = sign_in(new_page(browser, gw), user["username"], password)
+    page.goto("/keys")
+    page.evaluate("window.stillThisPage = true")
+    form = page.locator("#create-key")
+    form.locator("input[name=name]").fill("laptop")
+    form.get_by_role("button", name="Create the key").click()
+    shown = page.locator("#new-key")
+    shown.wait_for()
+    secret = shown.inner_text().strip()
+    assert secret.startswith("sk-") and page.evaluate("window.stillThisPage") is True  # swapped in by htmx
+    assert page.get_by_text("it is shown only this once").is_visible()
+    assert page.locator("#key-rows .key-name").all_inner_texts() == ["laptop"]
+
+    answer = gw.client(secret).chat.completions.create(model=model, messages=HI)  # the relay knows it now
+    assert answer.choices[0].message.content
+
+    page.reload()
+    assert page.locator("#new-key").count() == 0 and secret not in page.content()  # never again
+    assert page.locator("#key-rows .key-name").all_inner_texts() == ["laptop"]
+    page.context.close()
+
+
+def test_clicking_a_model_tag_fills_it_into_every_snippet(
+    browser: Any, gw: Gateway, upstream: FakeUpstream
+) -> None:
+    first, second = "bm-a-" + secrets.token_hex(3), "bm-b-" + secrets.token_hex(3)
+    for model in (first, second):
+        gw.channel(upstream, [model])
+        gw.price(model)
+    user, password = a_user(gw)
+    page = sign_in(new_page(browser, gw), user["username"], password)
+    page.goto(f"/models?model={first}")
+    page.evaluate("window.stillThisPage = true")
+    snippets = page.locator("#snippets pre")
+    assert page.locator(".chosen-model").inner_text() == first
+    assert snippets.count() > 0 and all(first in code for code in snippets.all_inner_texts())
+
+    page.locator("a.tag", has_text=second).click()
+    expect(page.locator(".chosen-model")).to_have_text(second)
+    codes = page.locator("#snippets pre").all_inner_texts()
+    assert codes and all(second in code and first not in code for code in codes)
+    assert all(gw.v1 in code or gw.url in code for code in codes)  # the real base URL
+    assert page.evaluate("window.stillThisPage") is True
+    page.context.close()
+
+
+def test_redeeming_a_code_changes_the_balance(browser: Any, gw: Gateway) -> None:
+    user, password = a_user(gw, balance_usd=10)
+    code = gw.ok("POST", "/redemptions", {"amount_usd": 5})["codes"][0]
+    page = sign_in(new_page(browser, gw), user["username"], password)
+    page.goto("/wallet")
+    assert page.locator("#balance").inner_text() == "$10.00"
+    page.evaluate("window.stillThisPage = true")
+    page.get_by_label("Code").fill(code)
+    page.get_by_role("button", name="Redeem").click()
+    expect(page.locator("#balance")).to_have_text("$15.00")
+    assert page.evaluate("window.stillThisPage") is True
+    assert gw.balance(user) == 15_000_000
+    page.get_by_label("Code").fill(code)  # a code is good once
+    page.get_by_role("button", name="Redeem").click()
+    expect(page.locator("#wallet-main [role=alert]")).to_be_visible()
+    assert page.locator("#balance").inner_text() == "$15.00" and gw.balance(user) == 15_000_000
+    page.context.close()
+
+
 # -- the live health card -------------------------------------------------------------------------------
 
 
@@ -268,8 +348,6 @@ def test_the_health_card_turns_red_when_a_channel_fails_without_a_reload(
             assert time.time() < deadline, "the channel was never auto-disabled"
             with pytest.raises(openai.APIError):
                 client.chat.completions.create(model=model, messages=HI)
-
-        from playwright.sync_api import expect
 
         expect(card).to_have_class(re.compile(r"\bbad\b"), timeout=WAIT_MS)  # htmx polls every 5 s
         assert page.evaluate("window.stillThisPage") is True
