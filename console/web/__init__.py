@@ -19,10 +19,10 @@ from flask_htmx import HTMX
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 
-from console.web import admin, auth, home, keys, locale, models, wallet
+from console.web import admin, auth, docs, home, integrations, keys, locale, models, wallet
 from gateway.domain.models import User, db
 
-BLUEPRINTS = (auth.bp, home.bp, admin.bp, wallet.bp, keys.bp, models.bp)
+BLUEPRINTS = (auth.bp, home.bp, admin.bp, wallet.bp, keys.bp, models.bp, docs.bp, integrations.bp)
 htmx = HTMX()
 csrf = CSRFProtect()
 
@@ -62,6 +62,8 @@ def _is_admin() -> bool:
 NAV: list[tuple[str, Any, bool]] = [("home.home", lambda: _("Home"), False)]  # pages add theirs
 NAV.append(("keys.keys_page", lambda: _("API keys"), False))
 NAV.append(("models.models", lambda: _("Models"), False))
+NAV.append(("integrations.integrations", lambda: _("Integrations"), False))
+NAV.append(("docs.docs", lambda: _("Docs"), False))
 NAV.append(("wallet.wallet", lambda: _("Wallet"), False))
 NAV.append(("admin.channels_page", lambda: _("Admin"), True))
 
