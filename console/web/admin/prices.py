@@ -4,6 +4,7 @@ and group multipliers, through `gateway.domain.pricing` with the catalog notice,
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from flask import render_template, request
@@ -29,6 +30,15 @@ def price_labels() -> dict[str, str]:
     }
 
 
+def _price_form(price: Price) -> dict[str, str]:
+    """A stored price as the form shows it, in US dollars, so that editing one starts from its values."""
+    shown = {"model": price.model}
+    for name, value in pricing.price_json(price).items():
+        if name in pricing.PRICE_FIELDS and value is not None:
+            shown[name] = format(Decimal(value).quantize(Decimal("0.000001")).normalize(), "f")
+    return shown
+
+
 def _prices() -> list[Price]:
     return list(db.session.scalars(db.select(Price).order_by(Price.model)))
 
@@ -43,7 +53,8 @@ def _prices_page(error: str | None = None, form: Any = None) -> tuple[str, int]:
 @bp.route("/prices", methods=["GET", "POST"])
 def prices_page() -> tuple[str, int] | Response:
     if request.method == "GET":
-        return _prices_page()
+        price = db.session.get(Price, request.args.get("model", ""))
+        return _prices_page(form=_price_form(price) if price is not None else None)
     fields = {name: form_text(name) for name in PRICE_FORM if form_text(name)}
     try:
         price = pricing.put_price(form_text("model"), fields)
