@@ -19,10 +19,10 @@ from flask_htmx import HTMX
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 
-from console.web import admin, auth, docs, home, integrations, keys, locale, models, wallet
+from console.web import admin, auth, docs, home, integrations, keys, locale, models, usage, wallet
 from gateway.domain.models import User, db
 
-BLUEPRINTS = (auth.bp, home.bp, admin.bp, wallet.bp, keys.bp, models.bp, docs.bp, integrations.bp)
+BLUEPRINTS = (auth.bp, home.bp, admin.bp, wallet.bp, keys.bp, models.bp, docs.bp, integrations.bp, usage.bp)
 htmx = HTMX()
 csrf = CSRFProtect()
 
@@ -65,6 +65,7 @@ NAV.append(("models.models", lambda: _("Models"), False))
 NAV.append(("integrations.integrations", lambda: _("Integrations"), False))
 NAV.append(("docs.docs", lambda: _("Docs"), False))
 NAV.append(("wallet.wallet", lambda: _("Wallet"), False))
+NAV.append(("usage.usage_page", lambda: _("Usage"), False))
 NAV.append(("admin.channels_page", lambda: _("Admin"), True))
 
 

@@ -1,0 +1,200 @@
+"""The usage page with Flask's test client: the log table, its filters and paging (htmx partials and plain
+GETs), the totals, the SVG charts by model and by key, and who sees whose rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from babel.messages.pofile import read_po
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from console.web import locale
+from gateway.domain.models import UsageLog, db, utcnow
+from tests.test_pages import PASSWORD, _Text, csrf, sign_in
+
+HX = {"HX-Request": "true", "HX-Target": "usage-results"}
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    app = create_app(
+        {
+            "instance_dir": str(tmp_path),
+            "database_url": f"sqlite:///{tmp_path / 'usage.db'}",
+            "admin_password": PASSWORD,
+        }
+    )
+    yield app
+    app.extensions["relayhouse"].stop()
+
+
+@pytest.fixture
+def admin(app: Flask) -> FlaskClient:
+    client = app.test_client()
+    sign_in(client)
+    return client
+
+
+def make_user(admin: FlaskClient, app: Flask, name: str) -> tuple[FlaskClient, int, int]:
+    """A signed-in user with one key: (client, user id, key id)."""
+    user = admin.post("/api/users", json={"username": name, "password": f"{name}-password"}).get_json()
+    key = admin.post("/api/keys", json={"name": f"{name}-laptop", "user_id": user["id"]}).get_json()
+    client = app.test_client()
+    assert sign_in(client, name, f"{name}-password").status_code == 302
+    return client, user["id"], key["id"]
+
+
+def log(app: Flask, user_id: int, key_id: int, model: str, n: int = 1, **fields: object) -> None:
+    with app.app_context():
+        now = fields.pop("created_at", utcnow())
+        for i in range(n):
+            db.session.add(
+                UsageLog(
+                    request_id=f"req-{user_id}-{model}-{i}-{now.timestamp()}-{fields.get('status', 200)}",
+                    created_at=now - dt.timedelta(seconds=i),
+                    user_id=user_id,
+                    key_id=key_id,
+                    model=model,
+                    prompt_tokens=10,
+                    completion_tokens=5,
+                    cost_micro_usd=1500,
+                    latency_ms=321,
+                    **fields,
+                )
+            )
+        db.session.commit()
+
+
+@pytest.fixture
+def two_users(app: Flask, admin: FlaskClient) -> dict[str, tuple[FlaskClient, int, int]]:
+    alice, bob = make_user(admin, app, "alice"), make_user(admin, app, "bob")
+    log(app, alice[1], alice[2], "gpt-4o-mini", 3)
+    log(app, alice[1], alice[2], "claude-haiku", 2, status=429, error="slow down")
+    log(app, alice[1], alice[2], "gpt-4o-mini", 4, created_at=utcnow() - dt.timedelta(days=20))
+    log(app, bob[1], bob[2], "gemini-flash", 6)
+    return {"alice": alice, "bob": bob}
+
+
+def text_of(html: str) -> str:
+    parser = _Text()
+    parser.feed(html)
+    return " ".join(" ".join(parser.parts).split())
+
+
+def test_signed_out_usage_asks_to_sign_in(app: Flask) -> None:
+    page = app.test_client().get("/usage")
+    assert page.status_code == 302 and page.headers["Location"].startswith("/login")
+
+
+def test_a_user_sees_their_own_rows_totals_and_charts(two_users: dict) -> None:
+    alice = two_users["alice"][0]
+    page = alice.get("/usage")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'href="/usage" aria-current="page"' in html
+    assert '<dd id="total-requests">5</dd>' in html  # the last 7 days: 3 + 2, not the older 4
+    assert '<dd id="total-tokens">75</dd>' in html and '<dd id="total-spend">$0.0075</dd>' in html
+    assert html.count("<tr class=") == 5 and "gemini-flash" not in html  # not bob's
+    assert '<tr class="failed">' in html and "alice-laptop" in html
+    assert html.count('<svg class="chart"') == 3 and "<rect" in html and "gpt-4o-mini: 3" in html
+    assert 'name="user"' not in html  # no user filter for a user
+    shown = alice.get("/usage?user=3").get_data(as_text=True)  # bob's id: ignored
+    assert "gemini-flash" not in shown and '<dd id="total-requests">5</dd>' in shown
+
+
+def test_filters_narrow_the_rows_and_the_totals(two_users: dict) -> None:
+    alice, _, key_id = two_users["alice"]
+    assert '<dd id="total-requests">3</dd>' in alice.get("/usage?model=gpt-4o-mini").get_data(as_text=True)
+    failed = alice.get("/usage?status=error").get_data(as_text=True)
+    assert '<dd id="total-requests">2</dd>' in failed and "429" in failed
+    assert '<dd id="total-requests">3</dd>' in alice.get("/usage?status=ok").get_data(as_text=True)
+    assert '<dd id="total-requests">2</dd>' in alice.get("/usage?status=429").get_data(as_text=True)
+    since = (utcnow() - dt.timedelta(days=30)).date().isoformat()
+    everything = alice.get(f"/usage?since={since}").get_data(as_text=True)
+    assert '<dd id="total-requests">9</dd>' in everything
+    until = (utcnow() - dt.timedelta(days=10)).date().isoformat()
+    older = alice.get(f"/usage?since={since}&until={until}").get_data(as_text=True)
+    assert '<dd id="total-requests">4</dd>' in older
+    assert '<dd id="total-requests">5</dd>' in alice.get(f"/usage?key={key_id}").get_data(as_text=True)
+    assert '<dd id="total-requests">0</dd>' in alice.get("/usage?key=99").get_data(as_text=True)
+    nothing = alice.get("/usage?model=nope").get_data(as_text=True)
+    assert "No requests match these filters." in nothing and "No requests in this range." in nothing
+    junk = alice.get("/usage?since=yesterday&until=x&status=maybe&page=-4&by=colour")
+    assert junk.status_code == 200
+
+
+def test_the_filters_swap_only_the_results_with_htmx(two_users: dict) -> None:
+    alice = two_users["alice"][0]
+    part = alice.get("/usage?model=claude-haiku", headers=HX)
+    html = part.get_data(as_text=True)
+    assert part.status_code == 200 and html.lstrip().startswith('<div id="usage-results"')
+    assert "<html" not in html and '<dd id="total-requests">2</dd>' in html
+    form = alice.get("/usage").get_data(as_text=True)
+    assert 'hx-get="/usage" hx-target="#usage-results"' in form and 'hx-push-url="true"' in form
+
+
+def test_the_table_pages_and_keeps_the_filters(app: Flask, admin: FlaskClient) -> None:
+    alice, user_id, key_id = make_user(admin, app, "alice")
+    log(app, user_id, key_id, "gpt-4o-mini", 120)
+    first = alice.get("/usage?model=gpt-4o-mini").get_data(as_text=True)
+    assert first.count('<tr class="ok">') == 50 and "Page 1 of 3" in first
+    link = re.search(r'href="(/usage\?[^"]*page=2[^"]*)"', first).group(1).replace("&amp;", "&")
+    assert "model=gpt-4o-mini" in link
+    second = alice.get(link, headers=HX).get_data(as_text=True)
+    assert second.lstrip().startswith('<div id="usage-results"') and "Page 2 of 3" in second
+    last = alice.get(link.replace("page=2", "page=3")).get_data(as_text=True)  # plain GET: the page
+    assert last.count('<tr class="ok">') == 20 and "<html" in last
+    assert "Page 3 of 3" in alice.get("/usage?model=gpt-4o-mini&page=99").get_data(as_text=True)
+
+
+def test_admins_see_everyone_and_filter_by_user(two_users: dict, admin: FlaskClient) -> None:
+    html = admin.get("/usage").get_data(as_text=True)
+    assert '<dd id="total-requests">11</dd>' in html and 'name="user"' in html
+    assert "gemini-flash" in html and "<td>bob</td>" in html and "<td>alice</td>" in html
+    bob_id = two_users["bob"][1]
+    only_bob = admin.get(f"/usage?user={bob_id}").get_data(as_text=True)
+    assert '<dd id="total-requests">6</dd>' in only_bob and "claude-haiku" not in only_bob
+    assert "bob-laptop" in only_bob and "alice-laptop" not in only_bob  # the key list follows the user
+
+
+def test_charts_by_key_and_by_hour(two_users: dict) -> None:
+    alice = two_users["alice"][0]
+    by_key = alice.get("/usage?by=key").get_data(as_text=True)
+    assert "alice-laptop: 5" in by_key and '<ul class="legend">' in by_key
+    today = utcnow().date().isoformat()
+    hourly = alice.get(f"/usage?since={today}&until={today}").get_data(as_text=True)
+    assert hourly.count("<rect") >= 2  # hour buckets: 24 of them, the busy one drawn
+    assert re.search(r"<title>[^<]*\d{1,2}[^<]*gpt-4o-mini: 3</title>", hourly)
+
+
+def test_the_api_and_the_page_count_the_same_rows(two_users: dict, admin: FlaskClient) -> None:
+    alice = two_users["alice"][0]
+    assert alice.get("/api/logs").get_json()["total"] == 9
+    assert admin.get("/api/logs?model=gpt-4o-mini").get_json()["total"] == 7
+    since = (utcnow() - dt.timedelta(days=30)).date().isoformat()
+    page = alice.get(f"/usage?since={since}").get_data(as_text=True)
+    assert '<dd id="total-requests">9</dd>' in page
+
+
+def own_sources(language: str) -> set[str]:
+    sources = set()
+    for part in ("console", "wallet"):
+        with (locale.CATALOGS / language / "LC_MESSAGES" / f"{part}.po").open("rb") as po:
+            sources |= {m.id for m in read_po(po) if m.id and m.string and m.string != m.id and len(m.id) > 3}
+    return sources
+
+
+@pytest.mark.parametrize("language", [code for code in locale.LANGUAGES if code != "en"])
+def test_usage_keeps_no_source_language_string(two_users: dict, admin: FlaskClient, language: str) -> None:
+    sources = own_sources(language)
+    for client in (two_users["alice"][0], admin):
+        client.post("/language", data={"language": language, "csrf_token": csrf(client, "/")})
+        for path, headers in (("/usage", {}), ("/usage?by=key", HX), ("/usage?model=nope", {})):
+            text = text_of(client.get(path, headers=headers).get_data(as_text=True))
+            left = sorted(s for s in sources if "%(" not in s and s in text)
+            assert not left, f"{path} in {language} still says {left}"
