@@ -21,6 +21,7 @@ from tests.test_pages import _Text, csrf, sign_in
 
 PASSWORD = "root-password-for-pages"
 ADMIN_GET = [
+    "/admin/",
     "/admin/channels",
     "/admin/channels/new",
     "/admin/channels/type?type=azure",
@@ -130,6 +131,7 @@ def test_plain_users_are_refused_every_admin_url(app: Flask, admin: FlaskClient)
 def test_admins_see_the_menu_entry(admin: FlaskClient) -> None:
     html = admin.get("/").get_data(as_text=True)
     assert 'href="/admin/channels"' in html
+    assert admin.get("/admin/").headers["Location"] == "/admin/channels"
     page = admin.get("/admin/channels").get_data(as_text=True)
     for path in ("/admin/users", "/admin/prices", "/admin/groups", "/admin/codes", "/admin/settings"):
         assert f'href="{path}"' in page

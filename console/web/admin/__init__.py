@@ -42,6 +42,11 @@ def _missing(_err: Exception) -> tuple[str, int]:
     return render_template("message.html", title=_("Not found"), text=text), 404
 
 
+@bp.get("/")
+def index() -> Response:
+    return redirect(url_for("admin.channels_page"))
+
+
 def is_htmx() -> bool:
     """Whether htmx asks for a partial (Flask-HTMX's `htmx`, looked up when asked: console.web imports
     this package before it makes `htmx`)."""
