@@ -118,8 +118,13 @@ def switch_language(page: Any, language: str) -> None:
     assert page.locator("html").get_attribute("lang") == locale.html_lang(language)
 
 
+# Code, and the labels on other programs' screens (`<kbd>`, as the integrations page quotes them), stay as
+# they are written in every language.
+NOT_PROSE = ("script", "style", "pre", "code", "kbd")
+
+
 class _Text(HTMLParser):
-    """The text a reader sees: element text and the values of visible attributes (as tests/test_pages.py)."""
+    """The text a reader sees, piece by piece: each text node, and the values of visible attributes."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -127,23 +132,23 @@ class _Text(HTMLParser):
         self._skip = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "pre", "code"):
+        if tag in NOT_PROSE:
             self._skip += 1
-        self.parts += [v for k, v in attrs if k in ("title", "placeholder", "aria-label") and v]
+        self.parts += [v.strip() for k, v in attrs if k in ("title", "placeholder", "aria-label") and v]
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "pre", "code"):
+        if tag in NOT_PROSE:
             self._skip -= 1
 
     def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
+        if not self._skip and data.strip():
+            self.parts.append(" ".join(data.split()))
 
 
-def visible_text(html: str) -> str:
+def visible_text(html: str) -> list[str]:
     parser = _Text()
     parser.feed(html)
-    return " ".join(" ".join(parser.parts).split())
+    return parser.parts
 
 
 @functools.cache
@@ -155,15 +160,22 @@ def used_messages() -> frozenset[str]:
     return frozenset(m if isinstance(m, str) else m[0] for _, _, m, _, _ in found)
 
 
-def english_left(language: str, text: str) -> list[str]:
+def english_left(language: str, parts: list[str]) -> list[str]:
     """The English messages on a page in `language`: those its catalog translates to something else, and
-    those it lacks (a message a language keeps as it is, such as a product name, is not English left)."""
+    those it lacks (a message a language keeps as it is, such as a product name, is not English left).
+    A one-word message counts where it is a whole piece of text (a label, a heading, a button), not where
+    it is part of a name ("Code" in "Claude Code")."""
     catalog = locale.read_catalog(language)
     sources = used_messages() | {m.id for m in locale.read_catalog("en") if m.id}
     english = {
         s for s in sources if len(s) > 3 and "%(" not in s and (s not in catalog or catalog[s].string != s)
     }
-    return sorted(s for s in english if re.search(rf"(?<!\w){re.escape(s)}(?!\w)", text))
+    pieces, text = set(parts), " ".join(parts)
+    return sorted(
+        s
+        for s in english
+        if (s in pieces if " " not in s else re.search(rf"(?<!\w){re.escape(s)}(?!\w)", text))
+    )
 
 
 def menu(page: Any) -> list[str]:
@@ -318,6 +330,37 @@ def test_redeeming_a_code_changes_the_balance(browser: Any, gw: Gateway) -> None
     page.get_by_role("button", name="Redeem").click()
     expect(page.locator("#wallet-main [role=alert]")).to_be_visible()
     assert page.locator("#balance").inner_text() == "$15.00" and gw.balance(user) == 15_000_000
+    page.context.close()
+
+
+def test_paging_through_the_usage_table(browser: Any, gw: Gateway, upstream: FakeUpstream) -> None:
+    model = "bu-" + secrets.token_hex(4)
+    gw.channel(upstream, [model])
+    gw.price(model)
+    user, password = a_user(gw)
+    client = gw.client(gw.key(user))
+    for _ in range(60):  # more than a page of 50
+        client.chat.completions.create(model=model, messages=HI)
+    gw.logs_of(user, 60)
+    page = sign_in(new_page(browser, gw), user["username"], password)
+    page.goto("/usage")
+    page.evaluate("window.stillThisPage = true")
+    rows, pager = page.locator("table.usage-logs tbody tr"), page.locator("nav.pager")
+    assert page.locator("#total-requests").inner_text() == "60"
+    assert rows.count() == 50 and pager.get_by_text("Page 1 of 2").is_visible()
+
+    pager.locator("a[rel=next]").click()
+    expect(pager.get_by_text("Page 2 of 2")).to_be_visible()
+    assert rows.count() == 10 and pager.locator("a[rel=next]").count() == 0
+    assert "page=2" in page.url  # the address follows, so the page can be reloaded or shared
+    pager.locator("a[rel=prev]").click()
+    expect(pager.get_by_text("Page 1 of 2")).to_be_visible()
+    assert rows.count() == 50 and page.evaluate("window.stillThisPage") is True
+    assert set(rows.locator("td:nth-child(3)").all_inner_texts()) == {model}
+
+    page.locator("select[name=status]").select_option("error")  # a filter: none of them failed
+    expect(page.get_by_text("No requests match these filters.")).to_be_visible()
+    assert page.locator("#total-requests").inner_text() == "0"
     page.context.close()
 
 
