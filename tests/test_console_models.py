@@ -22,7 +22,7 @@ from console.web import locale
 from console.web.models import family_of
 
 PASSWORD = "root-password-for-models"
-HX = {"HX-Request": "true"}
+HX = {"HX-Request": "true", "HX-Target": "model-list"}
 # /models without a key and without text/html is an SDK that forgot /v1 (gateway.frontends.v1): browsers
 # and htmx (models.html sets it) send Accept: text/html
 BROWSER = {"HTTP_ACCEPT": "text/html,application/xhtml+xml"}
@@ -150,7 +150,7 @@ def test_the_page_lists_what_the_group_can_call_with_prices_and_endpoints(catalo
     row = html[html.index(">text-embedding-3-small</a>") :].split("</tr>")[0]
     assert "/v1/embeddings" in row and "/v1/chat/completions" not in row and "$0.02" in row
     row = html[html.index(">dall-e-3</a>") :].split("</tr>")[0]
-    assert "image generation" in row and "$0.04" in row and "Not relayed yet" in row
+    assert "image generation" in row and "$0.04" in row and "Not relayed yet" in row and "$0.00" not in row
     # the first model's snippets, with the real base URL and the key from the environment
     snippets = snippet_texts(html)
     assert 'curl "http://localhost/v1/chat/completions"' in snippets["snippet-chat-curl"]
@@ -176,6 +176,8 @@ def test_search_and_filters_answer_a_partial_to_htmx_and_a_page_without(catalog:
     assert model_names(by_provider) == ["claude-sonnet-4-5", "gpt-4o-mini"]
     by_capability = catalog.get("/models?capability=embeddings", headers=HX).get_data(as_text=True)
     assert model_names(by_capability) == ["text-embedding-3-small"]
+    restored = catalog.get("/models?q=gpt", headers={**HX, "HX-History-Restore-Request": "true"})
+    assert "<html" in restored.get_data(as_text=True)  # back in history without htmx's cache: the page
     none = catalog.get("/models?q=nothing-like-it", headers=HX).get_data(as_text=True)
     assert "No model matches these filters." in none
 

@@ -204,7 +204,7 @@ def models() -> str:
     }
     from console.web import htmx
 
-    if htmx:
+    if htmx and htmx.target == "model-list" and not htmx.history_restore_request:
         return render_template("partials/models_list.html", **context)
     return render_template(
         "models.html", **context, **_snippet_context(rows, request.args.get("model")), base_url=base_url()
