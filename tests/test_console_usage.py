@@ -3,6 +3,7 @@ GETs), the totals, the SVG charts by model and by key, and who sees whose rows."
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterator
@@ -198,3 +199,114 @@ def test_usage_keeps_no_source_language_string(two_users: dict, admin: FlaskClie
             text = text_of(client.get(path, headers=headers).get_data(as_text=True))
             left = sorted(s for s in sources if "%(" not in s and s in text)
             assert not left, f"{path} in {language} still says {left}"
+
+
+# -- rollups --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_rollups_sum_every_row_once_as_rows_keep_coming(backend: str, tmp_path: Path) -> None:
+    from gateway.domain import usage
+    from tests.conftest import scratch_database
+
+    url = scratch_database(backend, tmp_path, "h5")
+    app = create_app({"instance_dir": str(tmp_path), "database_url": url, "admin_password": PASSWORD})
+    try:
+        start = dt.datetime.combine(utcnow().date() - dt.timedelta(days=3), dt.time())
+        week = usage.LogFilter(since=start, until=start + dt.timedelta(days=5))
+
+        def raw(f: usage.LogFilter) -> usage.Totals:  # the log rows themselves, not the rollups
+            return usage.totals(dataclasses.replace(f, until=f.until - dt.timedelta(microseconds=1)))
+
+        with app.app_context():
+            for n, (user_id, key_id, status) in enumerate(
+                [(1, 1, 200), (1, None, 200), (2, 2, 500), (None, 3, 429)]
+            ):
+                for hours in range(0, 72, 7):
+                    db.session.add(
+                        UsageLog(
+                            request_id=f"r-{n}-{hours}",
+                            created_at=start + dt.timedelta(hours=hours, minutes=n),
+                            user_id=user_id,
+                            key_id=key_id,
+                            model=f"m{n % 2}",
+                            status=status,
+                            prompt_tokens=n + 1,
+                            completion_tokens=hours,
+                            cost_micro_usd=100 * n + hours,
+                        )
+                    )
+                db.session.commit()
+                if n == 1:
+                    assert usage.totals(week).requests == 22  # rolls the first half up
+            for f in (
+                week,
+                dataclasses.replace(week, user_id=1),
+                dataclasses.replace(week, key_id=2),
+                dataclasses.replace(week, model="m1", failed=True),
+                dataclasses.replace(week, failed=False),
+            ):
+                assert usage.totals(f) == raw(f), f
+            assert usage.totals(week).requests == 44
+            usage.refresh()
+            usage.refresh()  # nothing new: nothing added twice
+            assert usage.totals(week) == raw(week)
+            by_day = usage.series(week, "key", "day")
+            assert sum(p.requests for p in by_day) == 44 and {p.group for p in by_day} == {1, 2, 3, None}
+            by_hour = usage.series(
+                dataclasses.replace(week, until=start + dt.timedelta(days=1)), "model", "hour"
+            )
+            assert [(p.bucket.hour, p.group, p.requests) for p in by_hour][:3] == [
+                (0, "m0", 2),
+                (0, "m1", 2),
+                (7, "m0", 2),
+            ]
+            first_hour = dataclasses.replace(week, until=start + dt.timedelta(hours=1))
+            hourly = usage.series(week, "model", "hour")
+            assert sum(p.tokens for p in hourly if p.bucket == start) == raw(first_hour).tokens == 10
+    finally:
+        app.extensions["relayhouse"].stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_migration_rolls_up_the_logs_already_written(backend: str, tmp_path: Path) -> None:
+    from flask_migrate import downgrade, upgrade
+
+    from app import MIGRATIONS
+    from gateway.domain import usage
+    from tests.conftest import scratch_database
+
+    url = scratch_database(backend, tmp_path, "h5")
+    app = create_app({"instance_dir": str(tmp_path), "database_url": url, "admin_password": PASSWORD})
+    try:
+        with app.app_context():
+            downgrade(directory=MIGRATIONS, revision="0005")
+            start = dt.datetime.combine(utcnow().date(), dt.time()) - dt.timedelta(days=1)
+            for n in range(30):
+                db.session.add(
+                    UsageLog(
+                        request_id=f"old-{n}",
+                        created_at=start + dt.timedelta(minutes=97 * n, microseconds=n),
+                        user_id=n % 3 or None,
+                        key_id=n % 4,
+                        model=f"m{n % 2}",
+                        status=500 if n % 5 == 0 else 200,
+                        prompt_tokens=n,
+                        completion_tokens=2 * n,
+                        cost_micro_usd=10 * n,
+                    )
+                )
+            db.session.commit()
+            upgrade(directory=MIGRATIONS)
+            assert db.session.scalar(db.select(usage.RollupMark.last_log_id)) == 30  # nothing left to fold
+            day = usage.LogFilter(since=start, until=start + dt.timedelta(days=2))
+            hours = usage.LogFilter(since=start + dt.timedelta(hours=5), until=start + dt.timedelta(hours=20))
+            for f in (
+                day,
+                hours,
+                dataclasses.replace(day, user_id=1, failed=False),
+                dataclasses.replace(day, key_id=0),
+            ):
+                exact = usage.totals(dataclasses.replace(f, until=f.until - dt.timedelta(microseconds=1)))
+                assert usage.totals(f) == exact and exact.requests > 0, f
+            assert sum(p.requests for p in usage.series(hours, "key", "hour")) == usage.totals(hours).requests
+    finally:
+        app.extensions["relayhouse"].stop()

@@ -137,6 +137,7 @@ def _charts(flt: usage.LogFilter, form: dict[str, Any]) -> dict[str, Any]:
 def usage_page() -> str:
     form = _form(request.args)
     flt = _filter(form)
+    usage.refresh()  # first: a refresh that commits would unload the rows read before it
     totals = usage.totals(flt)
     pages = max(1, -(-totals.requests // PER_PAGE))
     form["page"] = min(form["page"], pages)
