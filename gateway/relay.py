@@ -281,7 +281,8 @@ def _forward(t: Ticket) -> Reply:
     last: GatewayError | None = None
     rejected_keys: set[int] = set()
     queue = _candidates(t)
-    while queue and t.attempts < rt.settings.retry_attempts:
+    attempts = rt.catalog.snapshot.settings.get("retry_attempts") or rt.settings.retry_attempts
+    while queue and t.attempts < attempts:
         channel, module, native = queue.pop(0)
         key = router.pick_key(channel, rejected_keys)
         if key is None or not router.begin(channel):  # no usable key, or a half-open channel is busy

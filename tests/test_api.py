@@ -774,3 +774,34 @@ def test_logs_filters_and_pages(admin: Api, upstream: FakeUpstream) -> None:
     assert admin.error("GET", "/logs?since=yesterday")["param"] == "since"
     assert admin.error("GET", "/logs?status=ok")["param"] == "status"
     assert admin.error("GET", "/logs?per_page=many")["message"]
+
+
+def test_settings_are_checked_and_reach_new_accounts_and_the_relay(
+    admin: Api, gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    assert admin.error("PATCH", "/settings", {"retry_attempts": 0})["param"] == "retry_attempts"
+    assert admin.error("PATCH", "/settings", {"public_url": "ftp://x"})["param"] == "public_url"
+    assert admin.error("PATCH", "/settings", {"colour": "blue"})["param"] == "colour"
+    group = "g-" + secrets.token_hex(3)
+    admin.ok("PUT", f"/groups/{group}", {"multiplier": 1})
+    changed = admin.ok("PATCH", "/settings", {"default_group": group, "retry_attempts": 1})
+    assert changed["default_group"] == group and changed["retry_attempts"] == 1
+    try:
+        assert gateway.user()["group"] == group  # no group given: the admin's default
+        # one attempt only: the first channel's failure is final, the second channel never asked
+        model = "m-" + secrets.token_hex(4)
+        failing = FakeUpstream("failing").start()
+        try:
+            failing.behave(status=500)
+            gateway.channel(failing, [model], priority=10, groups=[group])
+            gateway.channel(upstream, [model], priority=0, groups=[group])
+            gateway.price(model)
+            user = gateway.user()
+            client = gateway.client(gateway.key(user))
+            with pytest.raises(openai.APIStatusError) as caught:
+                client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+            assert caught.value.status_code == 502
+        finally:
+            failing.stop()
+    finally:
+        admin.ok("PATCH", "/settings", {"default_group": "", "retry_attempts": None})

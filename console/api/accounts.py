@@ -100,9 +100,7 @@ def create_user():  # noqa: ANN201
     bounds.only(data, accounts.CREATE_FIELDS, "user")
     role = data.get("role", "user")
     _may_grant(role)
-    user = accounts.create_user(
-        data.get("username"), data.get("password"), role, data.get("group", "default")
-    )
+    user = accounts.create_user(data.get("username"), data.get("password"), role, data.get("group"))
     return jsonify(accounts.user_json(user)), 201
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from console.api import body, bp, current_user, not_found, page_args, require, runtime
-from gateway.domain import bounds, ledger, pricing
+from gateway.domain import bounds, ledger, pricing, settings
 from gateway.domain.models import Group, Price, User, db
 from gateway.neutral import bad_request
-
-SETTINGS = {"allow_free_models": bool}
 
 
 @bp.get("/prices")
@@ -56,21 +54,20 @@ def put_group(name: str):  # noqa: ANN201
 @bp.get("/settings")
 @require("admin")
 def get_settings():  # noqa: ANN201
-    return jsonify({name: pricing.get_setting(name, False) for name in SETTINGS})
+    return jsonify(_settings())
+
+
+def _settings() -> dict:
+    return {name: pricing.get_setting(name, default) for name, default in settings.DEFAULTS.items()}
 
 
 @bp.patch("/settings")
 @require("admin")
 def patch_settings():  # noqa: ANN201
-    data = body()
-    for name, value in data.items():
-        if name not in SETTINGS:
-            raise bad_request(f"unknown setting {name!r}", name)
-        if not isinstance(value, SETTINGS[name]):
-            raise bad_request(f"{name} must be a {SETTINGS[name].__name__}", name)
+    for name, value in settings.checked(body()).items():
         pricing.put_setting(name, value)
     runtime().changed_catalog()
-    return jsonify({name: pricing.get_setting(name, False) for name in SETTINGS})
+    return jsonify(_settings())
 
 
 @bp.post("/redemptions")

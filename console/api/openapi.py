@@ -17,7 +17,7 @@ from flask import Response
 
 from console.api import MAX_PAGE, MAX_PER_PAGE, bp
 from gateway import __version__
-from gateway.domain import accounts, bounds, channels, keys, ledger, pricing
+from gateway.domain import accounts, bounds, channels, keys, ledger, pricing, settings
 from gateway.domain.keys import LIMIT_FIELDS
 from gateway.domain.models import ApiKey
 from gateway.frontends import v1
@@ -222,6 +222,22 @@ PRICE_FIELDS = {
     "per_request_usd": nullable("number", "A fixed price per request; when set, tokens are not billed."),
 }
 
+SETTING_FIELDS: dict[str, Schema] = {
+    "allow_free_models": typed("boolean", "Serve models that have no price, at no charge."),
+    "public_url": typed(
+        "string",
+        "The base URL the console shows, without /v1 (empty: the request's host).",
+        maxLength=settings.URL_MAX,
+    ),
+    "registration": typed("boolean", "Anyone may create an account from the console."),
+    "default_group": text(settings.GROUP_MAX, "The group of new accounts (empty: default)."),
+    "retry_attempts": nullable(
+        "integer",
+        "Channels tried per request (null: RETRY_ATTEMPTS).",
+        minimum=1,
+        maximum=settings.RETRIES_MAX,
+    ),
+}
 API_KEY = record(
     "An API key for /v1. The full key is never shown again after creation, only `prefix`.",
     id=INT,
@@ -404,13 +420,8 @@ SCHEMAS: dict[str, Schema] = {
         "The multiplier (default 1).",
         multiplier=decimal("The price multiplier.", Decimal(0), pricing.MULTIPLIER_MAX) | {"default": "1"},
     ),
-    "Settings": record(
-        "Runtime settings.", allow_free_models=typed("boolean", "Serve models that have no price.")
-    ),
-    "SettingsUpdate": {
-        **fields("Settings to change.", allow_free_models=typed("boolean")),
-        "additionalProperties": False,
-    },
+    "Settings": record("Runtime settings.", **SETTING_FIELDS),
+    "SettingsUpdate": {**fields("Settings to change.", **SETTING_FIELDS), "additionalProperties": False},
     "RedemptionCreate": fields(
         "New one-time redemption codes.",
         ("amount_usd",),

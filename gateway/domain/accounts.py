@@ -47,7 +47,12 @@ def _check_group(group: Any) -> str:
     return bounds.text(group, "group", GROUP_MAX, 1)
 
 
-def create_user(username: Any, password: Any, role: Any = "user", group: Any = "default") -> User:
+def create_user(username: Any, password: Any, role: Any = "user", group: Any = None) -> User:
+    """A new account; without a group, the admin's default group (setting `default_group`), else
+    `default`."""
+    if group is None:
+        row = db.session.get(Setting, "default_group")
+        group = row.value if row is not None and row.value else "default"
     if not isinstance(username, str) or not 1 <= len(username.strip()) <= USERNAME_MAX:
         raise bad_request(f"username must be 1 to {USERNAME_MAX} characters", "username")
     username = bounds.text(username.strip(), "username", USERNAME_MAX, 1)

@@ -6,18 +6,17 @@ whether models without a price may be called."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import render_template, request
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from console.web.admin import bp, done, form_int, form_text, refusal, runtime
-from gateway.domain import accounts, bounds, pricing
-from gateway.neutral import GatewayError, bad_request
+from gateway.domain import accounts, bounds, pricing, settings
+from gateway.neutral import GatewayError
 
-URL_MAX = 512
-RETRIES_MAX = 10
+URL_MAX = settings.URL_MAX
+RETRIES_MAX = settings.RETRIES_MAX
 
 
 def labels() -> dict[str, str]:
@@ -41,17 +40,7 @@ def current() -> dict[str, Any]:
 
 
 def _public_url(value: str) -> str:
-    if not value:
-        return ""
-    url = bounds.text(value, "public_url", URL_MAX).rstrip("/")
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
-    except ValueError:
-        valid = False
-    if not valid or not url.isprintable() or parts.query or parts.fragment:
-        raise bad_request("public_url must be an http(s) URL such as https://llm.example.com", "public_url")
-    return url.removesuffix("/v1")  # the home page adds /v1 itself
+    return settings.public_url(value)
 
 
 def _form() -> dict[str, Any]:
