@@ -15,16 +15,13 @@ from typing import Any
 from flask import Flask, g, request, session
 from flask_babel import Babel
 from flask_babel import lazy_gettext as _
-from flask_htmx import HTMX
 from flask_login import LoginManager, current_user
-from flask_wtf.csrf import CSRFProtect
 
 from console.web import admin, auth, docs, home, integrations, keys, locale, models, usage, wallet
+from console.web.extensions import csrf, htmx
 from gateway.domain.models import User, db
 
 BLUEPRINTS = (auth.bp, home.bp, admin.bp, wallet.bp, keys.bp, models.bp, docs.bp, integrations.bp, usage.bp)
-htmx = HTMX()
-csrf = CSRFProtect()
 
 
 def init_app(app: Flask, exempt: tuple[Any, ...]) -> None:

@@ -19,6 +19,7 @@ from flask_login import current_user, login_required
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
+from console.web.extensions import htmx
 from console.web.models import model_rows
 from gateway.domain import keys
 from gateway.domain.models import ApiKey, db
@@ -84,8 +85,6 @@ def _changed(key_id: int) -> None:
 
 
 def _is_htmx() -> bool:
-    from console.web import htmx
-
     return bool(htmx)
 
 

@@ -22,6 +22,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from console.web import snippets
+from console.web.extensions import htmx
 from console.web.home import base_url
 from gateway.domain.channels import CHANNEL_TYPES
 from gateway.domain.pricing import PriceInfo
@@ -202,8 +203,6 @@ def models() -> str:
         "capabilities": CAPABILITY_LABELS,
         "channel_types": CHANNEL_TYPES,
     }
-    from console.web import htmx
-
     if htmx and htmx.target == "model-list" and not htmx.history_restore_request:
         return render_template("partials/models_list.html", **context)
     return render_template(

@@ -13,6 +13,7 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 import console.web as web
+from console.web.extensions import csrf
 from gateway.domain import ledger, payments
 from gateway.domain.models import db
 from gateway.neutral import GatewayError
@@ -31,7 +32,7 @@ PAYMENT_STATES = {"pending": lazy_gettext("Pending"), "paid": lazy_gettext("Paid
 
 @bp.record_once
 def _exempt_webhook(_state: Any) -> None:
-    web.csrf.exempt(stripe_webhook)
+    csrf.exempt(stripe_webhook)
 
 
 def _page() -> int:

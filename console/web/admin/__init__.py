@@ -16,6 +16,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from console.web import locale
+from console.web.extensions import htmx
 from gateway.neutral import GatewayError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -48,10 +49,7 @@ def index() -> Response:
 
 
 def is_htmx() -> bool:
-    """Whether htmx asks for a partial (Flask-HTMX's `htmx`, looked up when asked: console.web imports
-    this package before it makes `htmx`)."""
-    from console.web import htmx
-
+    """Whether htmx asks for a partial."""
     return bool(htmx)
 
 
