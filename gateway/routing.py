@@ -308,7 +308,7 @@ class Router:
     def window(self, channel_id: int) -> Window:
         """The channel's requests and failures over the health window, as of now (for the console)."""
         window = self._window(channel_id)
-        window.advance(time.time())
+        window.advance(time.monotonic())
         return window
 
     def _change(self, what: str, ident: int, status: str, reason: str) -> None:

@@ -6,6 +6,7 @@ the channel's health fields."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import time
 from email.utils import format_datetime
@@ -351,3 +352,20 @@ def test_an_error_event_in_the_middle_of_a_stream_quotes_no_key(
     text = reply.raw.decode()
     assert reply.status == 200 and "Key trouble" in text and "[redacted]" in text and "[DONE]" in text
     assert_no_key(text, secret)
+
+
+def test_the_health_card_counts_recent_requests_without_disturbing_the_window(
+    gateway: Gateway, fresh_upstream: FakeUpstream
+) -> None:
+    model, user, key = gateway.setup_model(fresh_upstream)
+    client = gateway.client(key)
+    before = recent_requests(gateway)
+    for _ in range(3):
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    assert recent_requests(gateway) >= before + 3
+    assert recent_requests(gateway) >= before + 3  # reading the card forgets nothing
+
+
+def recent_requests(gateway: Gateway) -> int:
+    card = http("GET", gateway.url + "/partials/health", headers={"Accept-Language": "en"}).raw.decode()
+    return int(re.search(r'id="requests-recent">([\d,]+)<', card).group(1).replace(",", ""))

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from flask import Blueprint, render_template, request
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _
+from markupsafe import Markup, escape
 
 from console import web
 from console.api import openapi
@@ -168,6 +169,13 @@ LIMITS = {  # gateway.domain.keys.LIMIT_FIELDS, as gateway/limits.py applies the
     "tokens_per_month": _("Tokens in the calendar month (UTC); the wait ends when the next month starts."),
     "max_concurrent": _("Requests in flight at the same time."),
 }
+
+
+@bp.app_template_filter("ticks")
+def ticks(text: str) -> Markup:
+    """`code` in a description as <code>code</code>, the rest escaped."""
+    parts = str(escape(text)).split("`")
+    return Markup("".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)))
 
 
 def relay_endpoints(protocol: str | None = None) -> list[Endpoint]:
