@@ -55,6 +55,7 @@ def prepare(database_url: str, instance_dir: str, users: int) -> list[tuple[int,
 
     from app import MIGRATIONS, create_app
     from gateway.domain import accounts, keys
+    from gateway.domain.models import db
 
     app = create_app(
         {"instance_dir": instance_dir, "database_url": database_url, "admin_password": ADMIN_PASSWORD}
@@ -65,9 +66,12 @@ def prepare(database_url: str, instance_dir: str, users: int) -> list[tuple[int,
             user = accounts.create_user(f"user{n}", f"user{n}-password")
             key_ids = [keys.create_key(user.id, {"name": f"user{n}-key{k}"})[0].id for k in range(2)]
             made.append((user.id, key_ids))
+    app.extensions["relayhouse"].stop()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()  # no connection of ours may hold a lock the downgrade waits for
         # the log is filled under 0005, so that the upgrade to 0006 rolls it up as it would a real one
         downgrade(directory=MIGRATIONS, revision="0005")
-    app.extensions["relayhouse"].stop()
     return made
 
 
