@@ -270,9 +270,24 @@ def _rollup_conditions(f: LogFilter, period: str) -> list[ColumnElement[bool]]:
     return found
 
 
-def _past_mark() -> ColumnElement[bool]:
-    mark = db.select(RollupMark.last_log_id).where(RollupMark.id == 1).scalar_subquery()
-    return UsageLog.id > func.coalesce(mark, 0)
+def _mark_column() -> Any:
+    return db.select(RollupMark.last_log_id).where(RollupMark.id == 1).scalar_subquery().label("mark")
+
+
+def _rolled_and_past(rolled: Select[Any], logs: Select[Any]) -> list[Any]:
+    """The rollups' rows and the log's rows past the mark, in one statement. The mark is given as a number
+    so that the log rows past it come from the primary key (a subquery would hide it from the planner);
+    each row also carries the mark the statement saw, and a refresh that moved it in between means again."""
+    rows: list[Any] = []
+    for _ in range(5):
+        last = db.session.scalar(db.select(RollupMark.last_log_id).where(RollupMark.id == 1)) or 0
+        query = rolled.add_columns(_mark_column()).union_all(
+            logs.where(UsageLog.id > last).add_columns(_mark_column())
+        )
+        rows = db.session.execute(query).all()
+        if all((r[-1] or 0) == last for r in rows):
+            break
+    return [r[:-1] for r in rows]
 
 
 def totals(f: LogFilter) -> Totals:
@@ -294,8 +309,7 @@ def totals(f: LogFilter) -> Totals:
         ),
         func.coalesce(func.sum(UsageRollup.cost_micro_usd), 0),
     ).where(*_rollup_conditions(f, period))
-    tail = db.select(*logs).where(*conditions(f), _past_mark())
-    rows = db.session.execute(rolled.union_all(tail)).all()  # one statement: one snapshot of both
+    rows = _rolled_and_past(rolled, db.select(*logs).where(*conditions(f)))
     return Totals(*(sum(int(r[i]) for r in rows) for i in range(4)))
 
 
@@ -311,9 +325,8 @@ def series(f: LogFilter, by: str = "model", bucket: str = "day") -> list[Point]:
         func.coalesce(func.sum(UsageLog.cost_micro_usd), 0),
     ).group_by(when, group)
     period = _rollup_period(f, bucket)
-    if period != bucket:
-        query = logs.where(*conditions(f))
-    else:
+    query, rolled = logs.where(*conditions(f)), None
+    if period == bucket:
         refresh()
         rolled_group = UsageRollup.model if by == "model" else UsageRollup.key_id
         rolled = (
@@ -327,9 +340,13 @@ def series(f: LogFilter, by: str = "model", bucket: str = "day") -> list[Point]:
             .where(*_rollup_conditions(f, period))
             .group_by(UsageRollup.bucket, rolled_group)
         )
-        query = rolled.union_all(logs.where(*conditions(f), _past_mark()))
+    rows = (
+        db.session.execute(query).all()
+        if period != bucket
+        else _rolled_and_past(rolled, logs.where(*conditions(f)))
+    )
     merged: dict[tuple[dt.datetime, Any], list[int]] = {}
-    for start, grp, requests, tokens, cost in db.session.execute(query):
+    for start, grp, requests, tokens, cost in rows:
         if by == "key" and grp == 0:
             grp = None  # rolled up without a key
         total = merged.setdefault((_as_time(start), grp), [0, 0, 0])
