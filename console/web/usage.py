@@ -14,8 +14,8 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.datastructures import MultiDict
 
-import console.web as web
-from console.web import charts
+from console.web import charts, locale
+from console.web.extensions import htmx
 from gateway.domain import usage
 from gateway.domain.models import ApiKey, Price, User, db, utcnow
 
@@ -116,14 +116,14 @@ def _charts(flt: usage.LogFilter, form: dict[str, Any]) -> dict[str, Any]:
             return names.get(g, _("No key") if g is None else f"#{g}")
         return g or _("Unknown model")
 
-    locale = Locale.parse(web.locale.current())
-    xs = [format_skeleton("MMMd", b, locale=locale) for b in buckets]
+    language = Locale.parse(locale.current())
+    xs = [format_skeleton("MMMd", b, locale=language) for b in buckets]
     if size == "hour":
-        xs = [f"{x} {format_skeleton('Hm', b, locale=locale)}" for x, b in zip(xs, buckets, strict=True)]
+        xs = [f"{x} {format_skeleton('Hm', b, locale=language)}" for x, b in zip(xs, buckets, strict=True)]
     kinds = (
-        ("requests", _("Requests"), web.locale.number),
-        ("tokens", _("Tokens"), web.locale.number),
-        ("cost", _("Spend"), lambda v: web.locale.money(int(v))),
+        ("requests", _("Requests"), locale.number),
+        ("tokens", _("Tokens"), locale.number),
+        ("cost", _("Spend"), lambda v: locale.money(int(v))),
     )
     drawn = {}
     for metric, title, fmt in kinds:
@@ -152,7 +152,7 @@ def usage_page() -> str:
         "usernames": _usernames({r.user_id for r in rows if r.user_id is not None}),
         **_charts(flt, form),
     }
-    if web.htmx and request.headers.get("HX-Target") == "usage-results":
+    if htmx and request.headers.get("HX-Target") == "usage-results":
         return render_template("partials/usage_results.html", **context)
     return render_template("usage.html", **context, **_choices(form))
 

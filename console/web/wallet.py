@@ -12,8 +12,8 @@ from flask_babel import lazy_gettext
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-import console.web as web
-from console.web.extensions import csrf
+from console.web import locale
+from console.web.extensions import csrf, htmx
 from gateway.domain import ledger, payments
 from gateway.domain.models import db
 from gateway.neutral import GatewayError
@@ -63,7 +63,7 @@ def _context(**extra: Any) -> dict[str, Any]:
 @bp.get("/wallet")
 @login_required
 def wallet() -> str:
-    if web.htmx:
+    if htmx:
         return render_template("partials/wallet_ledger.html", **_context())
     return render_template("wallet.html", **_context())
 
@@ -76,12 +76,12 @@ def redeem() -> str | Response | tuple[str, int]:
         amount = ledger.redeem(current_user.row.id, code)
     except GatewayError:
         error = _("This code is unknown or was already used.")
-        if web.htmx:  # htmx swaps only 2xx answers by default: the message is part of the card
+        if htmx:  # htmx swaps only 2xx answers by default: the message is part of the card
             return render_template("partials/wallet_main.html", **_context(redeem_error=error))
         return render_template("wallet.html", **_context(redeem_error=error)), 400
     current_app.extensions["relayhouse"].credited(current_user.row.id)
-    message = _("%(amount)s was added to your wallet.", amount=web.locale.money(amount))
-    if web.htmx:
+    message = _("%(amount)s was added to your wallet.", amount=locale.money(amount))
+    if htmx:
         return render_template("partials/wallet_main.html", **_context(redeemed=message))
     flash(message)
     return redirect(url_for("wallet.wallet"), 303)
@@ -110,7 +110,7 @@ def topup() -> str | Response | tuple[str, int]:
     except GatewayError:
         error = _("The payment provider is not answering; try again later.")
         return render_template("wallet.html", **_context(topup_error=error)), 502
-    if web.htmx:
+    if htmx:
         return Response(status=204, headers={"HX-Redirect": url})
     return redirect(url, 303)
 
