@@ -10,11 +10,12 @@ import re
 import secrets
 import time
 from email.utils import format_datetime
+from pathlib import Path
 
 import openai
 import pytest
 
-from tests.conftest import Gateway, http
+from tests.conftest import Gateway, database_url_for, http, start_gateway, stop_gateway
 from tests.fake_upstream import FakeUpstream
 
 HI = [{"role": "user", "content": "hi"}]
@@ -355,15 +356,19 @@ def test_an_error_event_in_the_middle_of_a_stream_quotes_no_key(
 
 
 def test_the_health_card_counts_recent_requests_without_disturbing_the_window(
-    gateway: Gateway, fresh_upstream: FakeUpstream
+    tmp_path: Path, fresh_upstream: FakeUpstream
 ) -> None:
-    model, user, key = gateway.setup_model(fresh_upstream)
-    client = gateway.client(key)
-    before = recent_requests(gateway)
-    for _ in range(3):
-        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
-    assert recent_requests(gateway) >= before + 3
-    assert recent_requests(gateway) >= before + 3  # reading the card forgets nothing
+    own = start_gateway(tmp_path, database_url_for("sqlite", tmp_path))  # no other test's traffic
+    try:
+        model, user, key = own.setup_model(fresh_upstream)
+        client = own.client(key)
+        assert recent_requests(own) == 0
+        for _ in range(3):
+            client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+        assert recent_requests(own) == 3
+        assert recent_requests(own) == 3  # reading the card forgets nothing
+    finally:
+        stop_gateway(own)
 
 
 def recent_requests(gateway: Gateway) -> int:
