@@ -222,3 +222,15 @@ def test_no_page_keeps_a_source_language_string(app: Flask, language: str) -> No
         text = " ".join(" ".join(parser.parts).split())
         left = sorted(s for s in sources if "%(" not in s and s in text)
         assert not left, f"{path} in {language} still says {left}"
+
+
+def test_a_refused_password_is_explained_in_the_page_language(app: Flask) -> None:
+    client = app.test_client()
+    sign_in(client)
+    client.post("/language", data={"language": "ja", "csrf_token": csrf(client, "/")})
+    form = {"current": "not-the-password", "password": "a-new-password-1", "confirm": "a-new-password-1"}
+    wrong = client.post("/account", data={**form, "csrf_token": csrf(client, "/account")})
+    assert wrong.status_code == 400 and "現在のパスワードが違います。" in wrong.get_data(as_text=True)
+    short = {**form, "current": PASSWORD, "password": "short", "confirm": "short"}
+    refused = client.post("/account", data={**short, "csrf_token": csrf(client, "/account")})
+    assert "パスワードは 8〜1024 文字にしてください。" in refused.get_data(as_text=True)

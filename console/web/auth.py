@@ -18,6 +18,19 @@ from gateway.neutral import GatewayError
 bp = Blueprint("auth", __name__)
 
 
+def _refusal(err: GatewayError) -> str:
+    """A refused account field in the page's language (the domain speaks English)."""
+    if locale.current() == locale.DEFAULT:
+        return err.message
+    if err.status == 409:
+        return _("This username is taken.")
+    return {
+        "username": _("This username cannot be used: it must be 1 to 64 characters."),
+        "password": _("The password must be 8 to 1024 characters."),
+        "current": _("The current password is wrong."),
+    }.get(err.param or "", _("This was not saved: a value was refused."))
+
+
 def _safe_next(target: str | None) -> str:
     """Only a path on this site: never an open redirect to another host."""
     if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
@@ -81,7 +94,7 @@ def register() -> str | Response:
             try:
                 user = accounts.create_user(request.form.get("username"), request.form.get("password"))
             except GatewayError as err:
-                error = err.message
+                error = _refusal(err)
             else:
                 _start_session(user)
                 return redirect(url_for("home.home"))
@@ -101,7 +114,7 @@ def account() -> str | Response:
                     current_user.row, request.form.get("current"), request.form.get("password")
                 )
             except GatewayError as err:
-                error = err.message
+                error = _refusal(err)
             else:
                 _start_session(current_user.row)  # the new epoch ended the other sessions, not this one
                 flash(_("Your password was changed. Other sessions were signed out."))
