@@ -56,14 +56,17 @@ def _is_admin() -> bool:
     return bool(current_user.is_authenticated and current_user.is_admin)
 
 
-NAV: list[tuple[str, Any, bool]] = [("home.home", lambda: _("Home"), False)]  # pages add theirs
-NAV.append(("keys.keys_page", lambda: _("API keys"), False))
-NAV.append(("models.models", lambda: _("Models"), False))
-NAV.append(("integrations.integrations", lambda: _("Integrations"), False))
-NAV.append(("docs.docs", lambda: _("Docs"), False))
-NAV.append(("wallet.wallet", lambda: _("Wallet"), False))
-NAV.append(("usage.usage_page", lambda: _("Usage"), False))
-NAV.append(("admin.channels_page", lambda: _("Admin"), True))
+# the main menu: endpoint, label (translated when shown), admins only
+NAV: list[tuple[str, Any, bool]] = [
+    ("home.home", lambda: _("Home"), False),
+    ("keys.keys_page", lambda: _("API keys"), False),
+    ("models.models", lambda: _("Models"), False),
+    ("integrations.integrations", lambda: _("Integrations"), False),
+    ("docs.docs", lambda: _("Docs"), False),
+    ("wallet.wallet", lambda: _("Wallet"), False),
+    ("usage.usage_page", lambda: _("Usage"), False),
+    ("admin.channels_page", lambda: _("Admin"), True),
+]
 
 
 def _load_user(user_id: str) -> Any:
