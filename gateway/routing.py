@@ -103,6 +103,9 @@ class Trial:
     snapshot: Snapshot | None = None
 
 
+SET_ASIDE_HOLD_S = 60.0  # a rejected key rests in memory this long, whatever the catalog still says
+
+
 class Router:
     def __init__(
         self,
@@ -251,6 +254,8 @@ class Router:
             current = self._catalog.snapshot.channels.get(channel.id, channel)
             remaining = [k for k in current.keys if k.id != key.id]
             reason = f"upstream answered {error.upstream_status} ({error.code or error.type})"
+            # skipped here at once: the catalog drops the key only when the change is written and reloaded
+            self._cool_until[key.id] = time.monotonic() + SET_ASIDE_HOLD_S
             self._change("key", key.id, "set_aside", reason)
             if not remaining:
                 self._change("channel", channel.id, "auto_disabled", f"every key set aside; last: {reason}")
@@ -297,6 +302,7 @@ class Router:
 
     def key_revived(self, key: UpstreamKey) -> None:
         """A set-aside key answered a test: back to work."""
+        self._cool_until.pop(key.id, None)
         self._change("key", key.id, "active", "")
 
     def _window(self, channel_id: int) -> Window:
