@@ -125,6 +125,7 @@ class Router:
         self._windows: dict[int, Window] = {}
         self._trials: dict[int, Trial] = {}
         self._cool_until: dict[int, float] = {}  # upstream key id -> monotonic time it may serve again
+        self._prune_at = 0.0  # when expired cool-downs are next dropped
         self._turns: dict[int, itertools.count] = {}
         self._rng = random.Random()
 
@@ -177,6 +178,9 @@ class Router:
         if exclude or self._cool_until:
             now = time.monotonic()
             keys = tuple(k for k in keys if k.id not in exclude and self._key_ready(k.id, now))
+            if now >= self._prune_at:  # a key gone from the catalog is never asked about again
+                self._cool_until = {k: until for k, until in self._cool_until.items() if until > now}
+                self._prune_at = now + 1.0
         if not keys:
             return None
         turn = self._turns.setdefault(channel.id, itertools.count())
