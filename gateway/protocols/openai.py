@@ -539,7 +539,8 @@ def _from_hub(hub: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
     return body
 
 
-def _json(body: bytes) -> dict[str, Any]:
+def upstream_json(body: bytes) -> dict[str, Any]:
+    """An upstream's JSON object answer, or a retryable 502."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -554,7 +555,7 @@ def bad_upstream(message: str) -> GatewayError:
 
 
 def native_response(call: Call, body: bytes) -> tuple[bytes, Usage | None]:
-    return body, usage_from(_json(body).get("usage"))
+    return body, usage_from(upstream_json(body).get("usage"))
 
 
 def native_stream(call: Call, chunks: Iterator[bytes], tally: Tally) -> Iterator[bytes]:
@@ -586,7 +587,7 @@ def event_usage(payload: bytes) -> Usage | None:
 
 
 def response_to_hub(call: Call, body: bytes) -> dict[str, Any]:
-    data = _json(body)
+    data = upstream_json(body)
     usage = usage_from(data.get("usage"))
     if call.kind == "embeddings":
         items = sorted(

@@ -12,6 +12,7 @@ import orjson
 
 from gateway import tokens
 from gateway.neutral import Call, bad_request
+from gateway.protocols import openai
 from gateway.protocols.anthropic.wire import (
     API_VERSION,
     DEFAULT_EFFORT,
@@ -33,18 +34,8 @@ if TYPE_CHECKING:
 
 
 # -- parsing -----------------------------------------------------------------------------------------
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise bad_request("The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object.")
-    return body
-
-
 def parse_request(endpoint: str, raw: bytes, inbound: Inbound | None = None) -> Call:
-    body = _json_object(raw)
+    body = openai.json_object(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("model: Field required", "model")

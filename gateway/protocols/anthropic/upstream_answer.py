@@ -17,30 +17,16 @@ from gateway.neutral import Call, GatewayError, Usage
 from gateway.protocols.anthropic.usage import usage_from
 from gateway.protocols.anthropic.wire import STOP_TO_FINISH, frame, name
 from gateway.protocols.base import Tally
-from gateway.protocols.openai import new_id
+from gateway.protocols.openai import new_id, upstream_json
 
 
 # -- whole answers -----------------------------------------------------------------------------------
-def _json(body: bytes) -> dict[str, Any]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise _bad_upstream("The upstream answered with invalid JSON.") from None
-    if not isinstance(data, dict):
-        raise _bad_upstream("The upstream answered with an unexpected body.")
-    return data
-
-
-def _bad_upstream(message: str) -> GatewayError:
-    return GatewayError(502, message, "server_error", "bad_upstream_response", retryable=True)
-
-
 def native_response(call: Call, body: bytes) -> tuple[bytes, Usage | None]:
-    return body, usage_from(_json(body).get("usage"))
+    return body, usage_from(upstream_json(body).get("usage"))
 
 
 def response_to_hub(call: Call, body: bytes) -> dict[str, Any]:
-    data = _json(body)
+    data = upstream_json(body)
     texts: list[str] = []
     thinking: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
