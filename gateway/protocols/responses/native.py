@@ -135,7 +135,7 @@ def _int(value: Any) -> int:
 
 
 def native_response(call: Call, body: bytes) -> tuple[bytes, Usage | None]:
-    data = openai._json(body)
+    data = openai.upstream_json(body)
     if call.endpoint == "input_tokens":
         return body, Usage()  # counting is free
     keeper = call.extra.get("keep")
@@ -189,7 +189,7 @@ def response_to_hub(call: Call, body: bytes) -> dict[str, Any]:
     """A Response object as a hub answer. No hub request goes to a Responses upstream (`route` sends those
     to the openai module); the relay reads a native answer this way to estimate its tokens when the
     upstream reported no usage."""
-    data = openai._json(body)
+    data = openai.upstream_json(body)
     text, reasoning, calls = [], [], []
     for item in data.get("output") or ():
         if not isinstance(item, dict):
