@@ -13,6 +13,7 @@ import pytest
 from babel.messages.pofile import read_po
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func
 
 from app import create_app
 from console.web import locale
@@ -309,4 +310,65 @@ def test_the_migration_rolls_up_the_logs_already_written(backend: str, tmp_path:
                 assert usage.totals(f) == exact and exact.requests > 0, f
             assert sum(p.requests for p in usage.series(hours, "key", "hour")) == usage.totals(hours).requests
     finally:
+        app.extensions["relayhouse"].stop()
+
+
+def test_a_log_row_committed_after_a_later_one_is_still_summed(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """PostgreSQL hands ids out before commit: a row whose id was drawn first but that commits last must
+    not fall behind the rollups' mark. A refresh waits for it, or leaves the rows for a later refresh."""
+    import threading
+
+    from sqlalchemy import create_engine
+
+    from gateway.domain import usage
+    from tests.conftest import scratch_database
+
+    url = scratch_database("postgresql", tmp_path, "rollup_in_flight")
+    app = create_app({"instance_dir": str(tmp_path), "database_url": url, "admin_password": PASSWORD})
+    other = create_engine(url)
+    monkeypatch.setattr(usage, "SETTLE_WAIT_S", 0.3)
+    start = dt.datetime.combine(utcnow().date(), dt.time())
+    day = usage.LogFilter(since=start, until=start + dt.timedelta(days=1))
+
+    def row(name: str) -> UsageLog:
+        return UsageLog(request_id=name, created_at=start, model="m", prompt_tokens=7, cost_micro_usd=100)
+
+    def mark() -> int:
+        return db.session.scalar(db.select(usage.RollupMark.last_log_id)) or 0
+
+    try:
+        with app.app_context():
+            for slow_commit in (None, 0.1):  # never during the refresh; 0.1 s into its wait
+                conn = other.connect()
+                early = conn.execute(
+                    UsageLog.__table__.insert()
+                    .values(
+                        request_id=f"early-{slow_commit}",
+                        created_at=start,
+                        model="m",
+                        prompt_tokens=7,
+                        cost_micro_usd=100,
+                    )
+                    .returning(UsageLog.id)
+                ).scalar_one()  # its id is drawn, its row not yet committed
+                db.session.add(row(f"late-{slow_commit}"))
+                db.session.commit()
+                late = db.session.scalar(db.select(func.max(UsageLog.id)))
+                assert late > early
+                if slow_commit is None:
+                    usage.refresh()  # gives up after SETTLE_WAIT_S: the rows stay past the mark
+                    assert mark() < early
+                    assert usage.totals(day).requests == 1
+                    conn.commit()
+                else:
+                    threading.Timer(slow_commit, conn.commit).start()
+                    usage.refresh()  # waits for the early row, then folds both
+                    assert mark() == late
+                conn.close()
+                usage.refresh()
+                assert mark() == late
+                expected = 2 if slow_commit is None else 4
+                assert usage.totals(day) == usage.Totals(expected, 7 * expected, 0, 100 * expected)
+    finally:
+        other.dispose()
         app.extensions["relayhouse"].stop()

@@ -9,14 +9,16 @@ the rows written since (one process at a time: moving the mark decides who), and
 the mark from the log itself, in the same statement, so it sees each row exactly once. A filter the rollups
 cannot answer (a channel, one exact status, a range not on whole hours) reads the log rows.
 
-The mark follows ids; on PostgreSQL a row whose id was taken before a refresh but committed after it is
-left out of the sums (ids are handed out before commit). The writer commits in short batches, so this
-needs a refresh to land within that instant.
+The mark follows ids. On PostgreSQL ids are handed out before commit, so a row with a lower id may still
+be on its way when a higher one is visible: before it folds, `refresh` waits for the transactions that
+were writing log rows when it read the newest id (the writer commits in short batches), and folds nothing
+this time if they last too long.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,7 @@ from sqlalchemy import (
     String,
     func,
     literal_column,
+    text,
 )
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Mapped, mapped_column
@@ -41,6 +44,7 @@ GROUPS = {"model": UsageLog.model, "key": UsageLog.key_id}
 
 
 ROLLUP_CHUNK = 200_000  # log rows folded in per transaction
+SETTLE_WAIT_S = 1.0  # how long a refresh waits for log writes in flight before it leaves the rows for later
 
 
 class UsageRollup(db.Model):
@@ -159,11 +163,42 @@ def refresh() -> None:
         newest = db.session.scalar(db.select(func.max(UsageLog.id))) or 0
         if newest <= last:
             return  # no commit or rollback: the rows the caller has loaded stay loaded
+        if not _writes_settled():
+            return  # the rows past the mark are read from the log until a later refresh
         top = min(newest, last + ROLLUP_CHUNK)
         if not _fold(last, top):
             return  # another process moved the mark first: it folds these rows
         if top == newest:
             return
+
+
+_IN_FLIGHT = text(
+    "SELECT DISTINCT virtualtransaction FROM pg_locks WHERE locktype = 'relation'"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND relation = CAST(:table AS regclass) AND mode = 'RowExclusiveLock'"
+    " AND pid IS DISTINCT FROM pg_backend_pid()"
+)
+_STILL_IN_FLIGHT = text(
+    "SELECT count(*) FROM pg_locks WHERE virtualtransaction = ANY(CAST(:vxids AS text[]))"
+)
+
+
+def _writes_settled() -> bool:
+    """Whether every log row with an id below the newest one read so far is visible. PostgreSQL hands ids
+    out at insert, before commit: each transaction that may hold such an id holds a row-exclusive lock on
+    the log (taken before its insert draws the id), so once the holders seen now are gone, none is left.
+    SQLite writes one transaction at a time: nothing is ever in flight there."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return True
+    vxids = list(db.session.scalars(_IN_FLIGHT, {"table": UsageLog.__tablename__}))
+    deadline = time.monotonic() + SETTLE_WAIT_S
+    while vxids:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+        if not db.session.scalar(_STILL_IN_FLIGHT, {"vxids": vxids}):
+            return True
+    return True
 
 
 def _fold(last: int, top: int) -> bool:
