@@ -776,6 +776,26 @@ def test_logs_filters_and_pages(admin: Api, upstream: FakeUpstream) -> None:
     assert admin.error("GET", "/logs?per_page=many")["message"]
 
 
+def test_a_users_logs_are_their_own_whatever_user_id_they_ask_for(admin: Api, upstream: FakeUpstream) -> None:
+    gateway = admin.gateway
+    model, alice, key = gateway.setup_model(upstream)
+    mine = chat(gateway, key, model)
+    gateway.logs_of(alice, 1)
+    bob = new_user(admin)
+    me = as_user(admin, alice)
+    own = me.ok("GET", f"/logs?user_id={alice['id']}")
+    assert own["total"] == 1 and [r["request_id"] for r in own["data"]] == [mine]
+    assert me.ok("GET", f"/logs?user_id={bob['id']}&per_page=7") == {
+        "data": [],
+        "total": 0,
+        "page": 1,
+        "per_page": 7,
+    }
+    assert me.error("GET", "/logs?user_id=x")["param"] == "user_id"  # checked before it is ignored
+    assert me.ok("GET", f"/logs?model={model}&status=200")["total"] == 1
+    assert me.ok("GET", f"/logs?key_id={key['id']}&since=2999-01-01T00:00:00Z")["total"] == 0
+
+
 def test_settings_are_checked_and_reach_new_accounts_and_the_relay(
     admin: Api, gateway: Gateway, upstream: FakeUpstream
 ) -> None:

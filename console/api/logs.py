@@ -8,16 +8,9 @@ from flask import jsonify, request
 from sqlalchemy import func
 
 from console.api import bp, current_user, is_admin, page_args, query_id, require
-from gateway.domain import pricing
+from gateway.domain import pricing, usage
 from gateway.domain.models import DeadLetter, UsageLog, db
 from gateway.neutral import bad_request
-
-FILTERS = {
-    "user_id": UsageLog.user_id,
-    "key_id": UsageLog.key_id,
-    "channel_id": UsageLog.channel_id,
-    "status": UsageLog.status,
-}
 
 
 def log_json(row: UsageLog) -> dict:
@@ -63,26 +56,23 @@ def _time(name: str) -> dt.datetime | None:
 @bp.get("/logs")
 @require()
 def list_logs():  # noqa: ANN201
+    """The rows `usage.LogFilter` selects, as the console's usage page reads them; a user's own only."""
     me = current_user()
-    query = db.select(UsageLog)
-    for name, column in FILTERS.items():
-        value = query_id(name)
-        if value is not None:
-            query = query.where(column == value)
-    if not is_admin(me):
-        query = query.where(UsageLog.user_id == me.id)
-    if request.args.get("model"):
-        query = query.where(UsageLog.model == pricing.model_name(request.args["model"]))
-    if since := _time("since"):
-        query = query.where(UsageLog.created_at >= since)
-    if until := _time("until"):
-        query = query.where(UsageLog.created_at < until)
-    page, per_page = page_args()
-    total = db.session.scalar(db.select(func.count()).select_from(query.subquery()))
-    rows = db.session.scalars(
-        query.order_by(UsageLog.id.desc()).limit(per_page).offset((page - 1) * per_page)
+    asked = query_id("user_id")
+    ids = {name: query_id(name) for name in ("key_id", "channel_id", "status")}
+    model = request.args.get("model")
+    flt = usage.LogFilter(
+        user_id=asked if is_admin(me) else me.id,
+        model=pricing.model_name(model) if model else None,
+        since=_time("since"),
+        until=_time("until"),
+        **ids,
     )
-    return jsonify(data=[log_json(r) for r in rows], total=total or 0, page=page, per_page=per_page)
+    page, per_page = page_args()
+    if asked not in (None, flt.user_id):  # a user asking for another user's rows: none are theirs
+        return jsonify(data=[], total=0, page=page, per_page=per_page)
+    rows = usage.page(flt, per_page, (page - 1) * per_page)
+    return jsonify(data=[log_json(r) for r in rows], total=usage.count(flt), page=page, per_page=per_page)
 
 
 @bp.get("/dead-letters")
