@@ -451,6 +451,22 @@ def test_disabled_and_deleted_keys_are_refused(admin: Api, upstream: FakeUpstrea
     assert admin.error("DELETE", f"/keys/{key['id']}", status=404)
 
 
+def test_an_admin_deletes_any_users_key_and_a_user_only_their_own(admin: Api, upstream: FakeUpstream) -> None:
+    gateway = admin.gateway
+    model, alice, key = gateway.setup_model(upstream)
+    bob = as_user(admin, new_user(admin))
+    assert bob.error("DELETE", f"/keys/{key['id']}", status=404)["code"] == "not_found"
+    chat(gateway, key, model)  # still works
+    deputy = as_user(admin, new_user(admin, role="admin"))
+    assert deputy.ok("DELETE", f"/keys/{key['id']}") == {"id": key["id"], "deleted": True}
+    with pytest.raises(openai.AuthenticationError):
+        gateway.client(key).chat.completions.create(model=model, messages=CHAT)
+    assert admin.ok("GET", f"/keys?user_id={alice['id']}")["data"] == []
+    own = bob.ok("POST", "/keys", {"name": "mine"}, 201)
+    assert bob.ok("DELETE", f"/keys/{own['id']}")["deleted"] is True
+    assert bob.ok("GET", "/keys")["data"] == []
+
+
 def test_expired_key_is_refused(admin: Api, upstream: FakeUpstream) -> None:
     gateway = admin.gateway
     model, user, _ = gateway.setup_model(upstream)

@@ -228,3 +228,19 @@ def test_an_admin_has_a_keys_page_of_their_own(app: Flask) -> None:
     made = root.post("/keys", data=form(root, name="root-key"), headers=HX)
     assert made.status_code == 200 and "root-key" in made.get_data(as_text=True)
     assert [k["name"] for k in api_keys(root)] == ["root-key"]
+
+
+def test_an_admin_deletes_another_users_key_through_the_api_not_the_page(app: Flask) -> None:
+    alice = new_user(app, "alice")
+    alice.post("/keys", data=form(alice, name="alice-key"))
+    (key,) = api_keys(alice)
+    root = admin(app)
+    assert root.post(f"/keys/{key['id']}/delete", data=form(root)).status_code == 404
+    assert [k["name"] for k in api_keys(alice)] == ["alice-key"]
+    assert root.delete(f"/api/keys/{key['id']}").get_json() == {"id": key["id"], "deleted": True}
+    assert api_keys(alice) == []
+    assert root.post(f"/keys/{key['id']}/delete", data=form(root)).status_code == 404  # gone for all
+    root.post("/keys", data=form(root, name="root-key"))
+    (own,) = api_keys(root)
+    assert root.post(f"/keys/{own['id']}/delete", data=form(root)).status_code == 302
+    assert api_keys(root) == []

@@ -11,9 +11,8 @@ from gateway.neutral import bad_request
 
 
 def _own_key(key_id: int) -> ApiKey:
-    key = db.session.get(ApiKey, key_id)
-    me = current_user()
-    if key is None or (key.user_id != me.id and not is_admin(me)):
+    key = keys.manageable_key(current_user(), key_id)
+    if key is None:
         raise not_found("key")
     return key
 
@@ -66,8 +65,7 @@ def update_key(key_id: int):  # noqa: ANN201
 @bp.delete("/keys/<int:key_id>")
 @require()
 def delete_key(key_id: int):  # noqa: ANN201
-    key = _own_key(key_id)
-    db.session.delete(key)
-    db.session.commit()
+    if not keys.delete_key(current_user(), key_id):
+        raise not_found("key")
     runtime().changed_keys(key_id=key_id)
     return jsonify(id=key_id, deleted=True)

@@ -65,8 +65,8 @@ def _fields(form: MultiDict[str, str]) -> dict[str, Any]:
 
 
 def _own_key(key_id: int) -> ApiKey:
-    key = db.session.get(ApiKey, key_id) if key_id < 2**31 else None
-    if key is None or key.user_id != current_user.row.id:
+    key = keys.manageable_key(current_user.row, key_id, own_only=True)
+    if key is None:
         abort(404)
     return key
 
@@ -164,8 +164,7 @@ def set_status(key_id: int) -> str | Response:
 @bp.post("/keys/<int:key_id>/delete")
 @login_required
 def delete(key_id: int) -> str | Response:
-    key = _own_key(key_id)
-    db.session.delete(key)
-    db.session.commit()
+    if not keys.delete_key(current_user.row, key_id, own_only=True):
+        abort(404)
     _changed(key_id)
     return "" if _is_htmx() else redirect(url_for("keys.keys_page"))

@@ -1,5 +1,6 @@
-"""API keys: creation (the full key is shown once), validation of their limits, and the frozen
-`KeyInfo` snapshot the relay checks on every request without touching the database."""
+"""API keys: creation (the full key is shown once), validation of their limits, who may manage a key and
+its deletion, and the frozen `KeyInfo` snapshot the relay checks on every request without touching the
+database."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from gateway.domain import bounds
+from gateway.domain import accounts, bounds
 from gateway.domain.crypto import hash_secret, new_api_key, visible_prefix
 from gateway.domain.models import ApiKey, User, db
 from gateway.domain.pricing import micro_to_usd, usd_to_micro
@@ -191,3 +192,24 @@ def update_key(key: ApiKey, fields: dict[str, Any]) -> ApiKey:
     _apply(key, fields)
     db.session.commit()
     return key
+
+
+def manageable_key(user: User, key_id: int, own_only: bool = False) -> ApiKey | None:
+    """The key `key_id` if `user` may manage it: their own, or any user's for an admin, unless `own_only`
+    (the console's keys page shows admins their own keys only). None for anyone else's key, for no such
+    key, and for an id past the INTEGER column, which names nothing."""
+    key = db.session.get(ApiKey, key_id) if 0 < key_id <= bounds.INT32[1] else None
+    if key is None or (key.user_id != user.id and (own_only or not accounts.is_admin(user))):
+        return None
+    return key
+
+
+def delete_key(user: User, key_id: int, own_only: bool = False) -> bool:
+    """Delete the key `key_id` if `user` may manage it (`manageable_key`); False when they may not or it
+    does not exist. The caller tells the relay (`changed_keys`), which stops taking it at once."""
+    key = manageable_key(user, key_id, own_only)
+    if key is None:
+        return False
+    db.session.delete(key)
+    db.session.commit()
+    return True
