@@ -370,6 +370,24 @@ def test_only_the_root_admin_grants_or_changes_root(admin: Api) -> None:
     assert admin.ok("GET", f"/users/{root['id']}")["status"] == "active"
 
 
+def test_the_root_rules_name_the_role_and_change_nothing(admin: Api) -> None:
+    deputy = as_user(admin, new_user(admin, role="admin"))
+    user = new_user(admin)
+    raised = deputy.error("PATCH", f"/users/{user['id']}", {"role": "root"}, status=403)
+    assert raised == {
+        "message": "Only the root admin can grant the root role.",
+        "type": "permission_denied",
+        "param": "role",
+        "code": "root_required",
+    }
+    assert deputy.ok("PATCH", f"/users/{user['id']}", {"role": "admin"})["role"] == "admin"
+    root = next(u for u in admin.ok("GET", "/users")["data"] if u["role"] == "root")
+    refused = deputy.error("PATCH", f"/users/{root['id']}", {"group": "vip"}, status=403)
+    assert refused["message"] == "Only the root admin can change the root admin."
+    assert admin.ok("GET", f"/users/{root['id']}")["group"] == "default"
+    assert admin.ok("GET", f"/users/{user['id']}")["role"] == "admin"
+
+
 # -- users ------------------------------------------------------------------------------------------
 def test_users_create_list_change(admin: Api) -> None:
     user = new_user(admin, group="vip")

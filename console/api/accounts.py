@@ -86,20 +86,13 @@ def access_token():  # noqa: ANN201
     return jsonify(token=token, expires_at=user.access_token_expires_at.isoformat() + "Z")
 
 
-def _may_grant(role: object) -> None:
-    if role == "root" and current_user().role != "root":
-        raise GatewayError(
-            403, "Only the root admin can grant the root role.", "permission_denied", "root_required"
-        )
-
-
 @bp.post("/users")
 @require("admin")
 def create_user():  # noqa: ANN201
     data = body()
     bounds.only(data, accounts.CREATE_FIELDS, "user")
     role = data.get("role", "user")
-    _may_grant(role)
+    accounts.may_grant(current_user(), role)
     user = accounts.create_user(data.get("username"), data.get("password"), role, data.get("group"))
     return jsonify(accounts.user_json(user)), 201
 
@@ -130,12 +123,7 @@ def update_user(user_id: int):  # noqa: ANN201
     if user is None:
         raise not_found("user")
     data = body()
-    if user.role == "root" and current_user().role != "root":
-        raise GatewayError(
-            403, "Only the root admin can change the root admin.", "permission_denied", "root_required"
-        )
-    if "role" in data:
-        _may_grant(data["role"])
+    accounts.may_change(current_user(), user, data.get("role"))
     accounts.update_user(user, data, actor=current_user())
     runtime().changed_keys(user_id=user.id)
     return jsonify(accounts.user_json(user))

@@ -1,4 +1,5 @@
-"""Accounts: users, their roles and groups, passwords and admin access tokens."""
+"""Accounts: users, their roles and groups (and who may grant or change the root role), passwords and admin
+access tokens."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from gateway.domain.models import Setting, User, db, utcnow
 from gateway.neutral import GatewayError, bad_request
 
 ROLES = ("user", "admin", "root")
+ADMIN_ROLES = ("admin", "root")  # the roles that may manage every account, key and setting
 STATUSES = ("active", "disabled")
 USERNAME_MAX = bounds.column_length(User.username)
 GROUP_MAX = bounds.column_length(User.group)
@@ -72,6 +74,28 @@ def create_user(username: Any, password: Any, role: Any = "user", group: Any = N
     db.session.add(user)
     db.session.commit()
     return user
+
+
+def is_admin(user: User) -> bool:
+    return user.role in ADMIN_ROLES
+
+
+def _root_only(message: str) -> GatewayError:
+    return GatewayError(403, message, "permission_denied", "root_required", "role")
+
+
+def may_grant(actor: User, role: Any) -> None:
+    """Only the root admin grants the root role (403), so an admin cannot raise anyone, itself included,
+    above itself."""
+    if role == "root" and actor.role != "root":
+        raise _root_only("Only the root admin can grant the root role.")
+
+
+def may_change(actor: User, user: User, role: Any = None) -> None:
+    """Only the root admin changes a root account, or grants `role` root (403)."""
+    if user.role == "root" and actor.role != "root":
+        raise _root_only("Only the root admin can change the root admin.")
+    may_grant(actor, role)
 
 
 def _keeps_a_root(user: User, changes: dict[str, Any], actor: User | None) -> None:

@@ -1,6 +1,6 @@
-"""Admin: users. List, create, edit role, group and status (the root rules of `/api/users`: only root
-grants root or changes a root), and adjust a wallet with a reason, through `gateway.domain.accounts` and
-`gateway.domain.ledger`, with the API's runtime notices."""
+"""Admin: users. List, create, edit role, group and status (the root rules `/api/users` applies too,
+`accounts.may_grant` and `may_change`: only root grants root or changes a root), and adjust a wallet with a
+reason, through `gateway.domain.accounts` and `gateway.domain.ledger`, with the API's runtime notices."""
 
 from __future__ import annotations
 
@@ -55,15 +55,6 @@ def default_group() -> str:
     return group if isinstance(group, str) and group else "default"
 
 
-def _root_only(message: str) -> GatewayError:
-    return GatewayError(403, message, "permission_denied", "root_required", "role")
-
-
-def _may_grant(role: str) -> None:
-    if role == "root" and current_user.row.role != "root":
-        raise _root_only("Only the root admin can grant the root role.")
-
-
 def _page_context() -> dict:
     return {
         "users": list(db.session.scalars(db.select(User).order_by(User.id))),
@@ -80,7 +71,7 @@ def users_page() -> tuple[str, int] | Response:
     if request.method == "POST":
         role = form_text("role") or "user"
         try:
-            _may_grant(role)
+            accounts.may_grant(current_user.row, role)
             user = accounts.create_user(
                 request.form.get("username", ""),
                 request.form.get("password", ""),
@@ -129,9 +120,7 @@ def edit_user(user_id: int) -> tuple[str, int] | Response:
     if request.form.get("password"):
         changes["password"] = request.form["password"]
     try:
-        if user.role == "root" and current_user.row.role != "root":
-            raise _root_only("Only the root admin can change the root admin.")
-        _may_grant(changes["role"])
+        accounts.may_change(current_user.row, user, changes["role"])
         accounts.update_user(user, changes, actor=current_user.row)
     except GatewayError as err:
         db.session.rollback()
