@@ -72,7 +72,8 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 class Usage:
     """Usage normalised across protocols: `prompt_tokens` counts every input token, cache reads
     (`cached_tokens`) and cache writes (`cache_write_tokens`) included; `completion_tokens` counts every
-    output token, reasoning (`reasoning_tokens`) included."""
+    output token, reasoning (`reasoning_tokens`) included. `images` counts the images an image generation
+    made: a per-request price is charged once per image."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -80,6 +81,7 @@ class Usage:
     source: str = "upstream"  # upstream or estimated
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    images: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -240,6 +240,9 @@ def _estimated_cost(rt: Runtime, call: Call, price: PriceInfo, multiplier: Fract
     output = 0
     if call.kind in ("chat", "completions"):
         output = call.max_output_tokens or rt.settings.default_output_reserve_tokens
+    elif call.kind == "images":  # the protocol put the images asked for, and their tokens' bound, in the call
+        output = call.max_output_tokens or 0
+        return cost_micro_usd(price, Usage(prompt, output, images=call.extra["images"]), multiplier)
     return cost_micro_usd(price, Usage(prompt, output), multiplier)
 
 

@@ -41,6 +41,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_CONTENT = "Hello from the fake upstream."
+# a 1 x 1 PNG, what the fake's image models draw; and the output tokens gpt-image-1 reports for one
+# low-quality 1024 x 1024 image
+FAKE_PNG_B64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+IMAGE_TOKENS = 272
 DEFAULT_EMBEDDING_DIMENSIONS = 8
 MODELS = (
     "gpt-4o-mini",
@@ -48,6 +54,8 @@ MODELS = (
     "gpt-3.5-turbo-instruct",
     "text-embedding-3-small",
     "omni-moderation-latest",
+    "gpt-image-1",
+    "dall-e-3",
 )
 _MODEL_CREATED = 1715367049
 
@@ -569,11 +577,15 @@ class _Handler(BaseHTTPRequestHandler):
             "/v1/completions": self._completions,
             "/v1/embeddings": self._embeddings,
             "/v1/moderations": self._moderations,
+            "/v1/images/generations": self._images,
         }
         if self.command == "POST" and path in post_routes:
             if not isinstance(body, dict):
                 self._send_json(400, _bad_json_error())
-            elif not isinstance(body.get("model"), str) and path != "/v1/moderations":
+            elif not isinstance(body.get("model"), str) and path not in (
+                "/v1/moderations",
+                "/v1/images/generations",
+            ):
                 self._send_json(
                     400, error_object("you must provide a model parameter", "invalid_request_error")
                 )
@@ -745,6 +757,37 @@ class _Handler(BaseHTTPRequestHandler):
             return
         model = body.get("model") if isinstance(body.get("model"), str) else "omni-moderation-latest"
         self._send_json(200, {"id": _new_id("modr-"), "model": model, "results": results})
+
+    def _images(self, body: dict[str, Any]) -> None:
+        """OpenAI's image generation: gpt-image models answer base64 PNGs and report token usage; the
+        dall-e ones answer URLs (or base64 with `response_format`) and report none."""
+        prompt, n = body.get("prompt"), body.get("n", 1)
+        if not isinstance(prompt, str) or not prompt:
+            self._send_json(400, _missing_param("prompt"))
+            return
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
+            self._send_json(400, error_object("Invalid 'n'.", "invalid_request_error", None, "n"))
+            return
+        model = body.get("model") if isinstance(body.get("model"), str) else "dall-e-2"
+        token_priced = model.startswith("gpt-image")
+        data: list[dict[str, Any]] = []
+        for _ in range(n):
+            if token_priced or body.get("response_format") == "b64_json":
+                data.append({"b64_json": FAKE_PNG_B64})
+            else:
+                data.append({"url": f"https://images.fake-upstream.test/{_new_id('img-')}.png"})
+            if model.startswith("dall-e-3"):
+                data[-1]["revised_prompt"] = prompt
+        answer: dict[str, Any] = {"created": int(time.time()), "data": data}
+        if token_priced and not self.beh.no_usage:
+            words = count_words(prompt)
+            answer["usage"] = {
+                "input_tokens": words,
+                "output_tokens": IMAGE_TOKENS * n,
+                "total_tokens": words + IMAGE_TOKENS * n,
+                "input_tokens_details": {"text_tokens": words, "image_tokens": 0},
+            }
+        self._send_json(200, answer)
 
     # -- writing ------------------------------------------------------------------------------------
 

@@ -58,8 +58,8 @@ def micro_to_usd(micro: int | None) -> float | None:
 
 
 def cost_micro_usd(price: PriceInfo, usage: Usage, multiplier: Fraction = Fraction(1)) -> int:
-    if price.per_request_micro is not None:
-        numerator, denominator = price.per_request_micro, 1
+    if price.per_request_micro is not None:  # an image generation pays it per image
+        numerator, denominator = price.per_request_micro * max(1, usage.images), 1
     else:
         cached = min(usage.cached_tokens, usage.prompt_tokens)
         written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)

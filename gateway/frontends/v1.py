@@ -36,6 +36,7 @@ ENDPOINTS: dict[str, tuple[Any, str]] = {
     "/v1/completions": (openai, "completions"),
     "/v1/embeddings": (openai, "embeddings"),
     "/v1/moderations": (openai, "moderations"),
+    "/v1/images/generations": (openai, "images"),
     "/v1beta/openai/chat/completions": (openai, "chat"),  # Gemini's own OpenAI-compatible path
     "/v1beta/openai/embeddings": (openai, "embeddings"),
     "/v1/messages": (anthropic, "messages"),
@@ -61,6 +62,8 @@ ROUTES = [
     RelayRoute("POST", "/v1/completions", "openai", "Legacy text completions (OpenAI-compatible channels)"),
     RelayRoute("POST", "/v1/embeddings", "openai", "Embeddings (OpenAI-compatible and Gemini channels)"),
     RelayRoute("POST", "/v1/moderations", "openai", "Moderations (OpenAI-compatible channels)"),
+    RelayRoute("POST", "/v1/images/generations", "openai", "Image generation, not streamed "
+               "(OpenAI-compatible channels)"),
     RelayRoute("GET", "/v1/models", "openai", "The models this key can call; Anthropic's list shape with "
                "an `anthropic-version` header, Google's with a Google key header"),
     RelayRoute("GET", "/v1/models/{model}", "openai", "One model, in the same three shapes"),
@@ -172,7 +175,16 @@ class RelayRoutes:
 
 # what an SDK calls when its base URL lacks `/v1` (a console page may share the name: see below)
 WITHOUT_V1 = frozenset(
-    ("/chat/completions", "/completions", "/embeddings", "/moderations", "/responses", "/messages", "/models")
+    (
+        "/chat/completions",
+        "/completions",
+        "/embeddings",
+        "/moderations",
+        "/images/generations",
+        "/responses",
+        "/messages",
+        "/models",
+    )
 )
 
 

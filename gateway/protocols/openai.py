@@ -1,4 +1,5 @@
-"""OpenAI Chat Completions, legacy completions, embeddings and moderations, in both directions; also the
+"""OpenAI Chat Completions, legacy completions, embeddings, moderations and image generation, in both
+directions (image generation and moderations pass through to OpenAI-compatible channels only); also the
 hub's own shape (see `gateway.protocols.base`), so converting to or from it is mostly the identity.
 
 Spec: the OpenAI API reference (openai/openai-openapi). Errors are `{"error": {"message", "type", "param",
@@ -12,6 +13,7 @@ only in its URLs (`/openai/deployments/<deployment>/...?api-version=`) and its `
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import os
@@ -19,10 +21,11 @@ import time
 from collections.abc import Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 
-from gateway import sse
+from gateway import sse, tokens
 from gateway.domain.models import UsageLog
 from gateway.neutral import Call, GatewayError, Reply, Usage, bad_request
 from gateway.protocols.base import Tally, unwrap_signature, wrap_signature
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
     from gateway.relay import Inbound
 
 name = "openai"
-DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
+DEFAULT_MODELS = {"moderations": "omni-moderation-latest", "images": "dall-e-2"}  # as OpenAI defaults them
 # the model is logged with every request: a longer name than its column holds is refused here, by name,
 # rather than by the database later
 MODEL_MAX_CHARS: int = UsageLog.__table__.c.model.type.length
@@ -42,14 +45,28 @@ PATHS = {
     "completions": "/completions",
     "embeddings": "/embeddings",
     "moderations": "/moderations",
+    "images": "/images/generations",
 }
 KINDS = {
     "chat": "chat",
     "completions": "completions",
     "embeddings": "embeddings",
     "moderations": "moderations",
+    "images": "images",
 }
-REQUIRED = {"chat": "messages", "completions": "prompt", "embeddings": "input", "moderations": "input"}
+REQUIRED = {
+    "chat": "messages",
+    "completions": "prompt",
+    "embeddings": "input",
+    "moderations": "input",
+    "images": "prompt",
+}
+# image generation: OpenAI's own bounds (gpt-image-1 takes the longest prompt, dall-e-2 the most images)
+IMAGE_PROMPT_MAX_CHARS = 32_000
+IMAGES_MAX = 10
+# the output tokens held per image asked for, when an image model is priced per token: gpt-image-1's
+# dearest image (1536 x 1024, high quality) is 6,240 tokens
+IMAGE_OUTPUT_RESERVE_TOKENS = 6240
 QUOTA_CODES = ("insufficient_quota", "billing_hard_limit_reached", "quota_exceeded")
 AZURE_API_VERSION = "2024-10-21"
 AZURE_RESPONSES_API_VERSION = "2025-04-01-preview"
@@ -114,8 +131,8 @@ def json_object(raw: bytes) -> dict[str, Any]:
 def parse_request(endpoint: str, raw: bytes, inbound: Inbound | None = None) -> Call:
     body = json_object(raw)
     model = body.get("model")
-    if endpoint == "moderations" and model is None:
-        model = DEFAULT_MODERATION_MODEL
+    if model is None and endpoint in DEFAULT_MODELS:
+        model = DEFAULT_MODELS[endpoint]
     model = check_model(model)
     required = REQUIRED[endpoint]
     value = body.get(required)
@@ -129,23 +146,32 @@ def parse_request(endpoint: str, raw: bytes, inbound: Inbound | None = None) -> 
     if not isinstance(stream, bool) and stream is not None:
         raise bad_request("'stream' must be a boolean.", "stream")
     if stream and endpoint not in ("chat", "completions"):
-        raise bad_request(f"Streaming is not supported on /v1/{endpoint}.", "stream")
+        raise bad_request(f"Streaming is not supported on /v1{PATHS[endpoint]}.", "stream")
     options = body.get("stream_options")
     wants_usage = bool(stream and isinstance(options, dict) and options.get("include_usage"))
-    max_output = _int_or_none(body, "max_completion_tokens")
-    if max_output is None:
-        max_output = _int_or_none(body, "max_tokens")
-    return Call(
-        endpoint,
-        model,
-        body,
-        raw,
-        bool(stream),
-        wants_usage,
-        max_output,
-        {"rewrite": "model" not in body},
-        kind=KINDS[endpoint],
-    )
+    extra: dict[str, Any] = {"rewrite": "model" not in body}
+    if endpoint == "images":
+        _check_image_request(body)
+        # what the reservation holds: each image asked for, and its output tokens when priced per token
+        extra["images"] = body.get("n") or 1
+        max_output = extra["images"] * IMAGE_OUTPUT_RESERVE_TOKENS
+    else:
+        max_output = _int_or_none(body, "max_completion_tokens")
+        if max_output is None:
+            max_output = _int_or_none(body, "max_tokens")
+    kind = KINDS[endpoint]
+    return Call(endpoint, model, body, raw, bool(stream), wants_usage, max_output, extra, kind=kind)
+
+
+def _check_image_request(body: dict[str, Any]) -> None:
+    prompt = body["prompt"]
+    if not isinstance(prompt, str):
+        raise bad_request("'prompt' must be a string.", "prompt")
+    if len(prompt) > IMAGE_PROMPT_MAX_CHARS:
+        raise bad_request(f"'prompt' must be at most {IMAGE_PROMPT_MAX_CHARS} characters long.", "prompt")
+    n = body.get("n")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= IMAGES_MAX):
+        raise bad_request(f"'n' must be an integer from 1 to {IMAGES_MAX}.", "n")
 
 
 def request_to_hub(call: Call) -> dict[str, Any]:
@@ -471,6 +497,12 @@ def auth_headers(channel: ChannelInfo, key: UpstreamKey) -> dict[str, str]:
     return {"Authorization": "Bearer " + key.secret}
 
 
+def model_lookup(channel: ChannelInfo, key: UpstreamKey, model: str) -> UpstreamRequest:
+    """`GET /models/<model>` on the channel's upstream: a free test that the key and the model are good."""
+    path = "/models/" + quote(channel.upstream_model(model), safe="")
+    return UpstreamRequest("GET", channel.base_url + path, auth_headers(channel, key), b"")
+
+
 def build_request(
     call: Call, channel: ChannelInfo, key: UpstreamKey, hub: dict[str, Any] | None
 ) -> UpstreamRequest:
@@ -555,7 +587,32 @@ def bad_upstream(message: str) -> GatewayError:
 
 
 def native_response(call: Call, body: bytes) -> tuple[bytes, Usage | None]:
-    return body, usage_from(upstream_json(body).get("usage"))
+    data = upstream_json(body)
+    if call.kind == "images":
+        return body, _image_usage(call, data)
+    return body, usage_from(data.get("usage"))
+
+
+def _image_usage(call: Call, data: dict[str, Any]) -> Usage:
+    """An image generation's usage: the tokens gpt-image models report (`input_tokens`, `output_tokens`),
+    and the images made, by which a per-request price is charged. Without reported tokens (dall-e), the
+    prompt's tokens are counted here."""
+    images = data.get("data")
+    made = sum(1 for item in images if isinstance(item, dict)) if isinstance(images, list) else 0
+    reported = data.get("usage")
+    if isinstance(reported, dict) and isinstance(reported.get("input_tokens"), int):
+        output = reported.get("output_tokens")
+        details = reported.get("input_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+        return Usage(
+            reported["input_tokens"],
+            output if isinstance(output, int) else 0,
+            cached if isinstance(cached, int) else 0,
+            images=made,
+        )
+    prompt = call.body["prompt"]
+    counted = tokens.estimate_usage(call.model, "completions", {"prompt": prompt}, "", len(prompt))
+    return dataclasses.replace(counted, images=made)
 
 
 def native_stream(call: Call, chunks: Iterator[bytes], tally: Tally) -> Iterator[bytes]:
