@@ -79,7 +79,11 @@ def catalog(app: Flask) -> FlaskClient:
         "/api/channels",
         {"name": "an", "type": "anthropic", "keys": ["sk-b"], "models": ["claude-sonnet-4-5", "gpt-4o-mini"]},
     )
-    ok("POST", "/api/channels", {"name": "ge", "type": "gemini", "keys": ["k"], "models": ["gemini-2.5-pro"]})
+    ok(
+        "POST",
+        "/api/channels",
+        {"name": "ge", "type": "gemini", "keys": ["k"], "models": ["gemini-2.5-pro", "imagen-4"]},
+    )
     ok(
         "POST",
         "/api/channels",
@@ -150,7 +154,8 @@ def test_the_page_lists_what_the_group_can_call_with_prices_and_endpoints(catalo
     row = html[html.index(">text-embedding-3-small</a>") :].split("</tr>")[0]
     assert "/v1/embeddings" in row and "/v1/chat/completions" not in row and "$0.02" in row
     row = html[html.index(">dall-e-3</a>") :].split("</tr>")[0]
-    assert "image generation" in row and "$0.04" in row and "Not relayed yet" in row and "$0.00" not in row
+    assert "image generation" in row and "$0.04" in row and "$0.00" not in row
+    assert "<code>/v1/images/generations</code>" in row and "Not relayed yet" not in row
     # the first model's snippets, with the real base URL and the key from the environment
     snippets = snippet_texts(html)
     assert 'curl "http://localhost/v1/chat/completions"' in snippets["snippet-chat-curl"]
@@ -182,6 +187,18 @@ def test_search_and_filters_answer_a_partial_to_htmx_and_a_page_without(catalog:
     assert "No model matches these filters." in none
 
 
+def test_a_model_no_endpoint_serves_has_no_snippet(app: Flask, catalog: FlaskClient) -> None:
+    root = sign_in(app.test_client())
+    channel = {"name": "im", "type": "gemini", "keys": ["k2"], "models": ["imagen-4"]}
+    assert root.post("/api/channels", json=channel).status_code == 201
+    assert root.put("/api/prices/imagen-4", json={"per_request_usd": 0.04}).status_code == 200
+    html = catalog.get("/models").get_data(as_text=True)
+    row = html[html.index(">imagen-4</a>") :].split("</tr>")[0]
+    assert "image generation" in row and "Not relayed yet" in row  # Imagen is Gemini's :predict
+    imagen = catalog.get("/partials/snippets?model=imagen-4").get_data(as_text=True)
+    assert "No snippet for this model" in imagen and "<pre" not in imagen
+
+
 def test_a_model_tag_fills_that_model_into_every_snippet(catalog: FlaskClient) -> None:
     html = catalog.get("/models").get_data(as_text=True)
     tag = re.search(r'<a class="tag" href="([^"]+)"\s+hx-get="([^"]+)" hx-target="#snippets"', html)
@@ -207,8 +224,13 @@ def test_a_model_tag_fills_that_model_into_every_snippet(catalog: FlaskClient) -
         "snippet-embeddings-python-openai",
         "snippet-embeddings-node-js-openai",
     }
-    image = catalog.get("/partials/snippets?model=dall-e-3").get_data(as_text=True)
-    assert "No snippet for this model" in image and "<pre" not in image
+    image = snippet_texts(catalog.get("/partials/snippets?model=dall-e-3").get_data(as_text=True))
+    assert set(image) == {
+        "snippet-images-curl",
+        "snippet-images-python-openai",
+        "snippet-images-node-js-openai",
+    }
+    assert '"model": "dall-e-3"' in image["snippet-images-curl"]
     full = catalog.get("/models?model=gpt-4o-mini").get_data(as_text=True)  # the tag without JavaScript
     assert '"model": "gpt-4o-mini"' in snippet_texts(full)["snippet-chat-curl"]
     assert catalog.get("/partials/snippets?model=o3-secret").status_code == 404  # another group's model

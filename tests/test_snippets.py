@@ -26,7 +26,7 @@ import requests
 
 from console.web.snippets import SNIPPETS
 from tests.conftest import IN_CI, Gateway
-from tests.fake_upstream import DEFAULT_CONTENT, DEFAULT_EMBEDDING_DIMENSIONS, FakeUpstream
+from tests.fake_upstream import DEFAULT_CONTENT, DEFAULT_EMBEDDING_DIMENSIONS, FAKE_PNG_B64, FakeUpstream
 
 CHAT_SNIPPETS = {
     "snippet-chat-curl", "snippet-chat-python-openai", "snippet-chat-node-js-openai",
@@ -39,12 +39,13 @@ EMBEDDING_SNIPPETS = {
     "snippet-embeddings-python-openai",
     "snippet-embeddings-node-js-openai",
 }
+IMAGE_SNIPPETS = {"snippet-images-curl", "snippet-images-python-openai", "snippet-images-node-js-openai"}
 NODE_OPENAI = "openai@7"  # the major version the snippets are written for
 RUN_TIMEOUT_S = 60
 
 
 def test_these_tests_cover_every_snippet_the_page_can_produce() -> None:
-    assert {s.id for s in SNIPPETS} == CHAT_SNIPPETS | EMBEDDING_SNIPPETS
+    assert {s.id for s in SNIPPETS} == CHAT_SNIPPETS | EMBEDDING_SNIPPETS | IMAGE_SNIPPETS
 
 
 @pytest.fixture(scope="session")
@@ -193,6 +194,33 @@ def test_every_embeddings_snippet_prints_a_vector(
             assert len(json.loads(out)["data"][0]["embedding"]) == DEFAULT_EMBEDDING_DIMENSIONS
         else:
             assert out.split()[0] == str(DEFAULT_EMBEDDING_DIMENSIONS), f"{name} printed {out!r}"
+
+
+@pytest.mark.parametrize(
+    "served",
+    [("openai", "gpt-image-1"), ("openai", "dall-e-3")],
+    indirect=True,
+    ids=["gpt-image", "dall-e"],
+)
+def test_every_image_snippet_saves_the_image_or_prints_its_link(
+    gateway: Gateway, served: str, node_folder: Path | str, tmp_path: Path
+) -> None:
+    session = _signed_in(gateway)
+    key = gateway.key(session.user)["key"]  # type: ignore[attr-defined]
+    snippets = page_snippets(session, gateway, served)
+    assert set(snippets) == IMAGE_SNIPPETS
+    ran = run_all(snippets, key, node_folder, tmp_path)
+    for name, (language, _code), out in ran:
+        if language == "shell":
+            image = json.loads(out)["data"][0]
+            assert image.get("b64_json") == FAKE_PNG_B64 or image["url"].endswith(".png"), out
+        elif served.startswith("gpt-image"):
+            assert out.strip() == "saved image.png", f"{name} printed {out!r}"
+        else:
+            assert re.fullmatch(r"https://\S+\.png", out.strip()), f"{name} printed {out!r}"
+    if served.startswith("gpt-image"):  # the Python one wrote into tmp_path, the Node one into its folder
+        assert (tmp_path / "image.png").read_bytes()[:4] == b"\x89PNG"
+    assert gateway.logs_of(session.user, len(ran))[0]["endpoint"] == "images"  # type: ignore[attr-defined]
 
 
 def test_a_wrong_key_fails_each_kind_of_snippet_loudly(

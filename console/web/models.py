@@ -129,7 +129,9 @@ def endpoints(kind: str, channels: list[Any]) -> list[Endpoint]:
         return [Endpoint("/v1/completions", "OpenAI", True)]
     if kind == "moderation" and "openai" in protocols:
         return [Endpoint("/v1/moderations", "OpenAI", True)]
-    return []  # image generation: not relayed
+    if kind == "image" and "openai" in protocols:
+        return [Endpoint("/v1/images/generations", "OpenAI", True)]
+    return []  # served by no channel that speaks its endpoint (such as Imagen on a Gemini channel)
 
 
 def _scaled(price: PriceInfo, multiplier: Fraction) -> PriceInfo:

@@ -3,9 +3,9 @@ fills with the gateway's real base URL and the chosen model, the key always as `
 from the environment, so a snippet can be pasted and run as it is).
 
 A model gets the snippets of the endpoints that serve it (see `console.web.models.endpoints`): chat,
-streaming, Claude Messages and Gemini for chat models, embeddings for embedding models. Image generation
-has none: the relay does not serve `/v1/images/generations`. The test suite runs every snippet the page can
-produce against a live gateway (tests/test_snippets.py).
+streaming, Claude Messages and Gemini for chat models, embeddings for embedding models, image generation
+for image models. The test suite runs every snippet the page can produce against a live gateway
+(tests/test_snippets.py).
 
 Placeholders in a source: `%BASE%` (the base URL, ending in `/v1`) and `%ROOT%` (without it) as they go
 in a shell command; `%BASE_LIT%` and `%ROOT_LIT%` as Python and JavaScript string literals; `%MODEL%` as a
@@ -26,7 +26,7 @@ from flask_babel import lazy_gettext as _
 
 @dataclass(slots=True, frozen=True)
 class Snippet:
-    task: str  # chat, stream, embeddings, messages, gemini
+    task: str  # chat, stream, embeddings, images, messages, gemini
     language: str  # shell, python, node: how the test suite runs it
     client: str  # what it is written with, as the page labels it
     source: str
@@ -52,6 +52,7 @@ TASK_ENDPOINTS = {
     "chat": "/v1/chat/completions",
     "stream": "/v1/chat/completions",
     "embeddings": "/v1/embeddings",
+    "images": "/v1/images/generations",
     "messages": "/v1/messages",
     "gemini": "/v1beta/models/{model}:generateContent",
 }
@@ -59,6 +60,7 @@ TASK_LABELS: dict[str, Callable[[], str]] = {
     "chat": lambda: _("Chat"),
     "stream": lambda: _("Streaming"),
     "embeddings": lambda: _("Embeddings"),
+    "images": lambda: _("Image generation"),
     "messages": lambda: _("Claude Messages"),
     "gemini": lambda: _("Gemini generateContent"),
 }
@@ -74,6 +76,10 @@ import OpenAI from "openai";
 
 const client = new OpenAI({ baseURL: %BASE_LIT%, apiKey: process.env.YOUR_API_KEY });
 """
+_OPENAI_PY_B64 = _OPENAI_PY.replace("import os", "import base64\nimport os")
+_OPENAI_JS_FS = _OPENAI_JS.replace(
+    "import OpenAI", 'import { writeFile } from "node:fs/promises";\nimport OpenAI'
+)
 
 SNIPPETS: tuple[Snippet, ...] = (
     Snippet("chat", "shell", "curl", """\
@@ -157,6 +163,36 @@ print(len(response.data[0].embedding), response.data[0].embedding[:4])"""),
     Snippet("embeddings", "node", "Node.js (openai)", _OPENAI_JS + """\
 const response = await client.embeddings.create({ model: %MODEL%, input: "Hello!" });
 console.log(response.data[0].embedding.length, response.data[0].embedding.slice(0, 4));"""),
+    Snippet("images", "shell", "curl", """\
+curl "%BASE%/images/generations" \\
+  -H "Authorization: Bearer $YOUR_API_KEY" \\
+  -H "Content-Type: application/json" \\
+  -d '{"model": %MODEL%, "prompt": "A lighthouse at dawn, in watercolour", "size": "1024x1024"}'"""),
+    Snippet("images", "python", "Python (openai)", _OPENAI_PY_B64 + """\
+result = client.images.generate(
+    model=%MODEL%, prompt="A lighthouse at dawn, in watercolour", size="1024x1024"
+)
+image = result.data[0]
+if image.b64_json:  # gpt-image models answer the image itself
+    with open("image.png", "wb") as f:
+        f.write(base64.b64decode(image.b64_json))
+    print("saved image.png")
+else:  # dall-e models answer a link to it
+    print(image.url)"""),
+    Snippet("images", "node", "Node.js (openai)", _OPENAI_JS_FS + """\
+const result = await client.images.generate({
+  model: %MODEL%,
+  prompt: "A lighthouse at dawn, in watercolour",
+  size: "1024x1024",
+});
+const image = result.data[0];
+if (image.b64_json) {
+  // gpt-image models answer the image itself
+  await writeFile("image.png", Buffer.from(image.b64_json, "base64"));
+  console.log("saved image.png");
+} else {
+  console.log(image.url); // dall-e models answer a link to it
+}"""),
     Snippet("messages", "shell", "curl", """\
 curl "%ROOT%/v1/messages" \\
   -H "x-api-key: $YOUR_API_KEY" \\
