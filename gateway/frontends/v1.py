@@ -398,6 +398,7 @@ def _not_implemented(**_: Any) -> Response:
 
 
 for _rule in (
+    "/v1/images/edits",
     "/v1/images/variations",
     "/v1/files",
     "/v1/files/<path:rest>",
