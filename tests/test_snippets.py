@@ -223,6 +223,24 @@ def test_every_image_snippet_saves_the_image_or_prints_its_link(
     assert gateway.logs_of(session.user, len(ran))[0]["endpoint"] == "images"  # type: ignore[attr-defined]
 
 
+def test_the_langchain_integration_runs_as_written(
+    gateway: Gateway, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """The integrations page's LangChain steps, with the reader's key and a model of theirs put where the
+    page says: `langchain-openai` talks to the gateway's chat completions."""
+    model = "gpt-4o-mini-" + secrets.token_hex(3)
+    gateway.channel(upstream, [model])
+    gateway.price(model)
+    session = _signed_in(gateway)
+    key = gateway.key(session.user)["key"]  # type: ignore[attr-defined]
+    page = session.get(gateway.url + "/integrations").text
+    code = html.unescape(re.search(r'<pre id="langchain-python">(.*?)</pre>', page, re.S).group(1))
+    assert f'base_url="{gateway.url}/v1"' in code
+    code = code.replace('"sk-..."', json.dumps(key)).replace('"gpt-4o-mini"', json.dumps(model))
+    assert DEFAULT_CONTENT in run("python", code, key, "", tmp_path)
+    assert gateway.logs_of(session.user, 1)[0]["model"] == model  # type: ignore[attr-defined]
+
+
 def test_a_wrong_key_fails_each_kind_of_snippet_loudly(
     gateway: Gateway, upstream: FakeUpstream, node_folder: Path | str, tmp_path: Path
 ) -> None:
