@@ -11,6 +11,7 @@ import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from flask import Flask
@@ -19,6 +20,7 @@ from flask.testing import FlaskClient
 from app import create_app
 from console.api import openapi
 from console.web import docs, integrations, locale
+from gateway.domain import keys
 from gateway.domain.keys import LIMIT_FIELDS
 from gateway.frontends import v1
 from tests.test_pages import _Text, csrf, sign_in
@@ -181,6 +183,153 @@ def test_the_openapi_page_renders_every_operation_grouped_by_tag(app: Flask) -> 
     assert "<code>/</code>" in text  # the servers entry
 
 
+FIELD_ROW = re.compile(
+    r'<tr class="depth-(\d)"><td><code>([^<]+)</code>(.*?)</td>\s*<td><code>([^<]*)</code></td>'
+    r'<td>(.*?)</td><td lang="en">(.*?)</td></tr>',
+    re.S,
+)
+
+
+class Row(NamedTuple):
+    depth: int
+    badge: str  # required, optional or nothing
+    kind: str
+    rules: str  # as the page shows them, values in <code>
+    description: str
+
+
+def article(text: str, operation_id: str) -> str:
+    return text.split(f'id="{operation_id}">')[1].split("</article>")[0]
+
+
+def field_rows(part: str) -> dict[str, Row]:
+    """The rows of the field tables in a part of the page, by their dotted path."""
+    return {
+        path: Row(
+            int(depth),
+            re.sub(r"<[^>]+>", "", badge).strip(),
+            kind,
+            re.sub(r"</?span[^>]*>", "", rules),
+            description,
+        )
+        for depth, path, badge, kind, rules, description in FIELD_ROW.findall(part)
+    }
+
+
+def request_part(op: str) -> str:
+    return op.split("<h4>")[1 + ("<h4>Parameters</h4>" in op or "<h4>パラメーター</h4>" in op)]
+
+
+def test_the_openapi_page_shows_the_fields_of_request_bodies(app: Flask) -> None:
+    text = page(app.test_client(), "/docs/api")
+    create = article(text, "postKeys")
+    body = field_rows(request_part(create))
+    assert list(body) == list(openapi.SCHEMAS["ApiKeyCreate"]["properties"])
+    assert body["name"] == Row(
+        0,
+        "",
+        "string",
+        f"Length <code>≤ {keys.NAME_MAX}</code> Pattern <code>^[^\\u0000]*$</code>",
+        "A label.",
+    )
+    assert body["user_id"].rules == "<code>1–2147483647</code>"
+    assert body["status"].kind == "string" and "One of <code>active, disabled</code>" in body["status"].rules
+    assert body["expires_at"].kind == "string | number | null"
+    assert (
+        "<code>string:</code>" in body["expires_at"].rules
+        and "Format <code>date-time</code>" in body["expires_at"].rules
+    )
+    assert body["models"].kind == "string[] | null" and "Each item:" in body["models"].rules
+    assert "from 1970 to 9999" in body["expires_at"].description
+    channel = field_rows(request_part(article(text, "postChannels")))
+    assert [p for p, row in channel.items() if row.badge == "required"] == ["name", "keys", "models"]
+    assert "Items <code>≥ 1</code>" in channel["keys"].rules
+    assert channel["settings.responses"].depth == 1
+    assert "One of <code>native, convert</code>" in channel["settings.responses"].rules
+    assert 'Default <code>"openai"</code>' in channel["type"].rules
+    logs = article(text, "getLogs")
+    assert (
+        "<td><code>per_page</code></td>" in logs
+        and "<code>1–500</code>" in logs
+        and "Default <code>50</code>" in logs
+    )
+    relay = article(text, "postV1Messages")
+    assert "JSON, as in the provider's reference" in relay and not field_rows(relay)
+
+
+def test_the_openapi_page_shows_the_fields_of_answers_nested_and_the_error_body_once(app: Flask) -> None:
+    text = page(app.test_client(), "/docs/api")
+    logs = field_rows(article(text, "getLogs").split("<h4>Answers</h4>")[1])
+    assert list(logs)[:2] == ["data", "data[].id"] and logs["data"].kind == "UsageLog[]"
+    assert [p for p in logs if p.startswith("data[].")] == [
+        f"data[].{name}" for name in openapi.SCHEMAS["UsageLog"]["properties"]
+    ]
+    assert logs["data[].protocol"].depth == 1
+    assert "One of <code>openai, responses, anthropic, gemini</code>" in logs["data[].protocol"].rules
+    assert logs["total"] == Row(0, "", "integer", "", "Rows matching the filters.")
+    channels = field_rows(article(text, "getChannels"))
+    assert channels["data[].keys"].kind == "ChannelKey[]" and channels["data[].keys[].hint"].depth == 2
+    status = field_rows(article(text, "getStatus"))
+    assert status["channels.enabled"].depth == 1 and status["channels"].description == "Channel counts."
+    created = article(text, "postKeys").split("<h4>Answers</h4>")[1]
+    assert "<strong>201</strong> <code>ApiKeyCreated</code>" in created
+    assert field_rows(created)["key"].rules == "Length <code>51</code> Pattern <code>^sk-</code>"
+    one_key = article(text, "getKeysKeyId")
+    assert '<li><strong>404</strong> <a href="#schema-Error"><code>Error</code></a>' in one_key
+    assert "No such object, or it belongs to another user." in one_key
+    assert "Retry-After" in article(text, "postAuthLogin") and "Set-Cookie" in article(text, "postAuthLogin")
+    assert text.count('id="schema-Error"') == 1
+    errors = field_rows(text.split('<section id="errors">')[1])
+    assert list(errors) == ["error", "error.message", "error.type", "error.param", "error.code"]
+    assert errors["error.param"].kind == "string | null"
+
+
+def test_the_fields_of_a_schema_that_contains_itself_end(app: Flask) -> None:
+    node = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 8},
+            "children": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+            "parent": {"anyOf": [{"$ref": "#/components/schemas/Node"}, {"type": "null"}]},
+            "grid": {"$ref": "#/components/schemas/Grid"},
+        },
+        "required": ["name"],
+    }
+    deep: dict = {"type": "string"}
+    for _ in range(docs.MAX_DEPTH + 3):
+        deep = {"type": "object", "properties": {"x": deep}}
+    grid = {"type": "array", "items": {"$ref": "#/components/schemas/Grid"}}  # an array of itself
+    spec = {"components": {"schemas": {"Node": node, "Deep": deep, "Grid": grid}}}
+    with app.test_request_context():
+        found = docs.fields(spec, {"$ref": "#/components/schemas/Node"})
+        assert [(f.path, f.kind, f.required) for f in found] == [
+            ("name", "string", True),
+            ("children", "Node[]", False),
+            ("parent", "Node | null", False),
+            ("grid", "Grid", False),
+        ]
+        nested = docs.fields(spec, {"$ref": "#/components/schemas/Deep"})
+    assert [f.path for f in nested][-1] == ".".join(["x"] * (docs.MAX_DEPTH + 1))
+
+
+def test_the_openapi_page_in_another_language_keeps_the_fields_and_their_english(app: Flask) -> None:
+    text = page(app.test_client(), "/docs/api", headers={"Accept-Language": "ja"})
+    assert '<html lang="ja">' in text
+    create = article(text, "postKeys")
+    assert (
+        "<h4>リクエスト本文</h4>" in create and "<th>フィールド</th>" in create and "<th>制約</th>" in create
+    )
+    body = field_rows(create.split("<h4>")[1])
+    assert (
+        f"長さ <code>≤ {keys.NAME_MAX}</code>" in body["name"].rules
+        and body["name"].description == "A label."
+    )
+    assert "いずれか <code>active, disabled</code>" in body["status"].rules
+    channel = field_rows(article(text, "postChannels").split("<h4>")[1])
+    assert channel["name"].badge == "必須"
+    assert "<h2>エラー応答</h2>" in text
+
+
 # -- /integrations --------------------------------------------------------------------------------------
 def snippets(text: str) -> dict[str, str]:
     return dict(re.findall(r'<pre id="([\w-]+)">(.*?)</pre>', text, re.S))
@@ -256,15 +405,51 @@ def test_every_route_summary_and_parameter_is_translated() -> None:
 
 
 class _Visible(_Text):
-    """The page's text less `<kbd>`: labels of another program's interface, quoted as it shows them."""
+    """The page's text less `<kbd>` (labels of another program's interface, quoted as it shows them) and
+    less the elements marked `lang="en"` inside the page: the OpenAPI document's own English, quoted. What
+    they hold is kept in `english`, for the test to check it is nothing but the document's text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.english: list[str] = []
+        self._english = 0  # open elements inside the one marked lang="en"
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._skip += tag == "kbd"
+        if self._english or (tag != "html" and ("lang", "en") in attrs):
+            self._english += 1
+            if self._english == 1:
+                self.english.append("")
         super().handle_starttag(tag, attrs)
 
     def handle_endtag(self, tag: str) -> None:
         self._skip -= tag == "kbd"
+        self._english -= bool(self._english)
         super().handle_endtag(tag)
+
+    def handle_data(self, data: str) -> None:
+        if self._english:
+            self.english[-1] += data
+        else:
+            super().handle_data(data)
+
+
+def _document_texts() -> set[str]:
+    """Every description in the OpenAPI document, as the page shows it (backticks become code)."""
+    found: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("description"), str):
+                found.add(" ".join(node["description"].replace("`", "").split()))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(openapi.SPEC)
+    return found
 
 
 # product and protocol names stay as they are in every language
@@ -288,6 +473,11 @@ def test_no_docs_page_keeps_a_source_language_string(app: Flask, language: str) 
         assert reply.status_code == 200
         parser = _Visible()
         parser.feed(reply.get_data(as_text=True))
+        quoted = {" ".join(part.split()) for part in parser.english} - {""}
+        assert quoted <= _document_texts(), f"{path}: {sorted(quoted - _document_texts())[:3]}"
+        assert (
+            bool(quoted) == (path == "/docs/api") and not quoted & sources
+        )  # nothing the catalog translates
         text = " ".join(" ".join(parser.parts).split())
         for name in sorted(NAMES, key=len, reverse=True):
             text = text.replace(name, " ")

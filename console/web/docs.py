@@ -1,15 +1,19 @@
 """The docs pages. `/docs`: the endpoint reference, generated from the gateway's own route tables (the
 relay's `gateway.frontends.v1.ROUTES` and the management API's `console.api.openapi.ROUTES`) so it cannot
 drift from the code; the errors the gateway answers with, the per-key limits, and troubleshooting.
-`/docs/api`: the management API's OpenAPI document (`console.api.openapi.SPEC`), rendered on the server.
+`/docs/api`: the OpenAPI document (`console.api.openapi.SPEC`) rendered on the server as a reference: each
+operation's parameters, and the fields of its request and answer bodies, `$ref`s resolved and nested
+objects and arrays spelled out (`data[].keys[].id`) with their types, bounds and choices.
 
 Route summaries and parameter descriptions are English data in those tables; they are translated by
 looking them up in the catalogs (`i18n/*/LC_MESSAGES/docs.po`), and tests/test_console_docs.py fails when
-one of them has no translation.
+one of them has no translation. The schemas' own descriptions are reference text, quoted in English and
+marked `lang="en"`; the page's labels around them are translated.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
 from flask import Blueprint, render_template, request
@@ -216,11 +220,45 @@ def docs() -> str:
 
 
 # -- /docs/api: the OpenAPI document -----------------------------------------------------------------
+# Nesting levels shown below a body's own fields (`data[].keys[].id` is two); a deeper object shows its
+# type only, as does a schema met again inside itself, so a self-referencing schema cannot recurse.
+MAX_DEPTH = 4
+EXCLUSIVE = (("exclusiveMinimum", ">"), ("exclusiveMaximum", "<"))
+
+
+class Rule(NamedTuple):
+    label: str  # translated; empty for a bound that needs no word (≥ 1)
+    value: str  # as the document writes it, shown as code; empty after a label that heads the rules after it
+
+
+class Field(NamedTuple):
+    path: str  # `name`, `error.message`, `data[].id`
+    depth: int  # 0: a field of the body itself
+    kind: str  # `string`, `integer | null`, `string[]`, or a schema's name
+    required: bool  # in a request: must be sent; in an answer: always present
+    rules: list[Rule]
+    description: str  # the document's own English
+
+
+class Body(NamedTuple):
+    name: str  # the schema's name in components/schemas; empty for an inline schema
+    description: str
+    fields: list[Field]
+
+
+class Answer(NamedTuple):
+    status: str
+    description: str  # the document's English; empty where it only repeats the operation's summary
+    body: Body | None
+    headers: list[tuple[str, str]]  # (name, description)
+
+
 class Parameter(NamedTuple):
     name: str
     where: str  # path, query
     required: bool
     kind: str
+    rules: list[Rule]
     description: str
 
 
@@ -231,20 +269,163 @@ class Operation(NamedTuple):
     summary: str
     auth: str
     parameters: list[Parameter]
-    body: str | None  # the request body's schema name
-    answers: list[tuple[str, str]]  # (status, schema name or "")
+    body: Body | None  # None: no request body; no name and no fields: the provider's own JSON
+    answers: list[Answer]  # the successes, with their bodies' fields
+    errors: list[Answer]  # the error statuses, whose shared bodies the page shows once
     reference: str | None  # the provider's reference, for the relay's routes
 
 
-def _schema_name(node: dict[str, Any]) -> str:
-    schema = node.get("content", {}).get("application/json", {}).get("schema", {})
-    return schema.get("$ref", "").rsplit("/", 1)[-1]
+def _resolve(spec: dict[str, Any], node: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A `$ref` into the document's components as (its name, what it names); any other node as ("", it)."""
+    target = node.get("$ref", "")
+    if not target.startswith("#/components/"):
+        return "", node
+    _, _, section, name = target.split("/")
+    return name, spec["components"][section][name]
 
 
-def _kind(schema: dict[str, Any]) -> str:
-    kind = schema.get("type", "")
-    kinds = [kind] if isinstance(kind, str) else list(kind)
-    return " | ".join(kinds + ([f"enum: {', '.join(schema['enum'])}"] if "enum" in schema else []))
+def _kind(spec: dict[str, Any], schema: dict[str, Any]) -> str:
+    """A schema's type in one line: a named schema by its name, an array as `item[]`, a choice as `a | b`."""
+    name, schema = _resolve(spec, schema)
+    if name:
+        return name
+    if "anyOf" in schema:
+        return " | ".join(_kind(spec, choice) for choice in schema["anyOf"])
+    kinds = schema.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    shown = []
+    for kind in kinds:
+        if kind == "array":
+            item = _kind(spec, schema.get("items", {}))
+            kind = f"({item})[]" if " | " in item else f"{item}[]"
+        shown.append(kind)
+    return " | ".join(shown) or "any"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _range(low: Any, high: Any) -> str | None:
+    """`1–128`, `≥ 1`, `≤ 128`, or `51` for one value."""
+    if low is not None and low == high:
+        return _value(low)
+    if low is not None and high is not None:
+        return f"{_value(low)}–{_value(high)}"
+    if low is not None:
+        return f"≥ {_value(low)}"
+    return None if high is None else f"≤ {_value(high)}"
+
+
+def _rules(spec: dict[str, Any], schema: dict[str, Any]) -> list[Rule]:
+    """What a value must be besides its type: bounds, lengths, choices, format, pattern, default."""
+    name, schema = _resolve(spec, schema)
+    if name:
+        return []  # its fields say it
+    choices = [(_kind(spec, choice), _rules(spec, choice)) for choice in schema.get("anyOf", [])]
+    choices = [(kind, own) for kind, own in choices if own]
+    if len(choices) == 1:
+        rules = choices[0][1]
+    else:  # each choice's own: `number:` ≤ 1000, `string:` Pattern ...
+        rules = [rule for kind, own in choices for rule in (Rule("", f"{kind}:"), *own)]
+    for low, high, label in (
+        ("minimum", "maximum", ""),
+        ("minLength", "maxLength", gettext("Length")),
+        ("minItems", "maxItems", gettext("Items")),
+    ):
+        if (bound := _range(schema.get(low), schema.get(high))) is not None:
+            rules.append(Rule(label, bound))
+    rules += [Rule("", f"{sign} {_value(schema[key])}") for key, sign in EXCLUSIVE if key in schema]
+    if "enum" in schema:
+        rules.append(Rule(gettext("One of"), ", ".join(_value(v) for v in schema["enum"])))
+    if "const" in schema:
+        rules.append(Rule("", f"= {_value(schema['const'])}"))
+    for key, label in (("format", gettext("Format")), ("pattern", gettext("Pattern"))):
+        if key in schema:
+            rules.append(Rule(label, schema[key]))
+    if "default" in schema:
+        rules.append(Rule(gettext("Default"), json.dumps(schema["default"], ensure_ascii=False)))
+    values = schema.get("additionalProperties")
+    if isinstance(values, dict):
+        rules.append(Rule(gettext("Values"), _kind(spec, values)))
+    items = schema.get("items")
+    if isinstance(items, dict) and not _fields_of(spec, items) and (each := _rules(spec, items)):
+        rules += [Rule(gettext("Each item:"), ""), *each]
+    return rules
+
+
+def _description(spec: dict[str, Any], schema: dict[str, Any]) -> str:
+    return schema.get("description") or _resolve(spec, schema)[1].get("description", "")
+
+
+def _fields_of(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    return _resolve(spec, schema)[1].get("properties", {})
+
+
+def _items(spec: dict[str, Any], schema: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    """What an array holds, and its path (`data[]`, `grid[][]` for arrays of arrays, as deep as MAX_DEPTH);
+    anything else as it is."""
+    for _level in range(MAX_DEPTH):
+        node = _resolve(spec, schema)[1]
+        if "items" not in node or "properties" in node:
+            break
+        schema, path = node["items"], path + "[]"
+    return schema, path
+
+
+def fields(
+    spec: dict[str, Any],
+    schema: dict[str, Any],
+    prefix: str = "",
+    depth: int = 0,
+    seen: frozenset = frozenset(),
+) -> list[Field]:
+    """A schema's fields, and those of the objects and arrays of objects inside them, in order."""
+    name, node = _resolve(spec, schema)
+    if name in seen or depth > MAX_DEPTH:
+        return []
+    seen |= {name} if name else set()
+    required = set(node.get("required", []))
+    found = []
+    for field, sub in node.get("properties", {}).items():
+        path = prefix + field
+        found.append(
+            Field(
+                path, depth, _kind(spec, sub), field in required, _rules(spec, sub), _description(spec, sub)
+            )
+        )
+        sub, path = _items(spec, sub, path)
+        found += fields(spec, sub, path + ".", depth + 1, seen)
+    return found
+
+
+def _body(spec: dict[str, Any], node: dict[str, Any]) -> Body | None:
+    """A request's or an answer's JSON body."""
+    schema = node.get("content", {}).get("application/json", {}).get("schema")
+    if schema is None:
+        return None
+    name, resolved = _resolve(spec, schema)
+    return Body(name, resolved.get("description", ""), fields(spec, schema))
+
+
+def _answer(spec: dict[str, Any], status: str, node: dict[str, Any], summary: str) -> Answer:
+    _, node = _resolve(spec, node)  # the shared error answers are in components/responses
+    description = node.get("description", "")
+    headers = [(name, header.get("description", "")) for name, header in node.get("headers", {}).items()]
+    return Answer(status, "" if description == summary else description, _body(spec, node), headers)
+
+
+def _parameter(spec: dict[str, Any], p: dict[str, Any]) -> Parameter:
+    return Parameter(
+        p["name"],
+        p["in"],
+        p["required"],
+        _kind(spec, p["schema"]),
+        _rules(spec, p["schema"]),
+        gettext(p["description"]) if p.get("description") else "",
+    )
 
 
 def _auth(path: str, op: dict[str, Any]) -> str:
@@ -255,19 +436,17 @@ def _auth(path: str, op: dict[str, Any]) -> str:
     return str(AUTH_LABELS[openapi.ADMIN if op.get("description") == "Admins only." else openapi.USER]())
 
 
+def _failed(status: str) -> bool:
+    return status == "default" or int(status) >= 400
+
+
 def operations(spec: dict[str, Any]) -> dict[str, list[Operation]]:
     """The document's operations grouped by tag, in the document's order."""
     tags: dict[str, list[Operation]] = {}
     for path, methods in spec["paths"].items():
         for method, op in methods.items():
             tag = op["tags"][0]
-            parameters = [
-                Parameter(p["name"], p["in"], p["required"], _kind(p["schema"]),
-                          gettext(p["description"]) if p.get("description") else "")
-                for p in op.get("parameters", [])
-            ]  # fmt: skip
-            answers = [(status, _schema_name(answer)) for status, answer in op["responses"].items()]
-            body = _schema_name(op["requestBody"]) if "requestBody" in op else None
+            answers = [_answer(spec, status, node, op["summary"]) for status, node in op["responses"].items()]
             protocol = tag.removeprefix("relay-")
             tags.setdefault(tag, []).append(
                 Operation(
@@ -276,21 +455,35 @@ def operations(spec: dict[str, Any]) -> dict[str, list[Operation]]:
                     path,
                     gettext(op["summary"]),
                     _auth(path, op),
-                    parameters,
-                    body or ("" if "requestBody" in op else None),
-                    answers,
+                    [_parameter(spec, p) for p in op.get("parameters", [])],
+                    _body(spec, op["requestBody"]) if "requestBody" in op else None,
+                    [a for a in answers if not _failed(a.status)],
+                    [a for a in answers if _failed(a.status)],
                     openapi.RELAY_REFERENCES.get(protocol) if tag.startswith("relay-") else None,
                 )
             )
     return tags
 
 
+def error_bodies(tags: dict[str, list[Operation]]) -> dict[str, Body]:
+    """The named bodies of the error answers (the API's `Error`), each shown once on the page."""
+    return {
+        answer.body.name: answer.body
+        for ops in tags.values()
+        for op in ops
+        for answer in op.errors
+        if answer.body is not None and answer.body.name
+    }
+
+
 @bp.get("/docs/api")
 def api_reference() -> str:
     spec = openapi.SPEC
+    tags = operations(spec)
     return render_template(
         "docs_api.html",
-        tags=operations(spec),
+        tags=tags,
+        error_bodies=error_bodies(tags),
         version=spec["info"]["version"],
         servers=spec.get("servers", []),
         protocols=PROTOCOLS,
