@@ -15,12 +15,11 @@ from typing import Any
 from flask import Blueprint, current_app, g, request, session
 
 from gateway.domain import bounds
-from gateway.domain.accounts import user_by_access_token
+from gateway.domain.accounts import is_admin, user_by_access_token
 from gateway.domain.models import User, db
 from gateway.neutral import GatewayError, bad_request
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-ADMIN_ROLES = ("admin", "root")
 MAX_PAGE, MAX_PER_PAGE = 10**6, 500
 
 
@@ -65,7 +64,7 @@ def require(role: str = "user") -> Callable:
                 raise GatewayError(
                     401, "Log in or send an admin access token.", "invalid_request_error", "unauthenticated"
                 )
-            if role == "admin" and user.role not in ADMIN_ROLES:
+            if role == "admin" and not is_admin(user):
                 raise GatewayError(403, "This needs an admin.", "permission_denied", "admin_required")
             if g.get("via_cookie") and request.method in ("POST", "PUT", "PATCH") and not request.is_json:
                 raise GatewayError(
@@ -101,10 +100,6 @@ def _bounded_ids(_endpoint: str | None, values: dict[str, Any] | None) -> None:
     for name, value in (values or {}).items():
         if isinstance(value, int):
             bounds.query_integer(str(value), name)
-
-
-def is_admin(user: User) -> bool:
-    return user.role in ADMIN_ROLES
 
 
 def not_found(what: str) -> GatewayError:

@@ -19,6 +19,7 @@ from flask_login import LoginManager, current_user
 
 from console.web import admin, auth, docs, home, integrations, keys, locale, models, usage, wallet
 from console.web.extensions import csrf, htmx
+from gateway.domain import accounts
 from gateway.domain.models import User, db
 
 BLUEPRINTS = (auth.bp, home.bp, admin.bp, wallet.bp, keys.bp, models.bp, docs.bp, integrations.bp, usage.bp)
@@ -96,7 +97,7 @@ class ConsoleUser:
 
     @property
     def is_admin(self) -> bool:
-        return self.row.role in ("admin", "root")
+        return accounts.is_admin(self.row)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.row, name)
