@@ -370,6 +370,9 @@ def test_integrations_fill_in_this_gateway_for_every_tool(app: Flask, who: str) 
         and found["cline-base-url"] == base
         and found["dify-endpoint"] == base
     )
+    assert (
+        f'cline auth -p openai-compatible -k "$YOUR_API_KEY" -m gpt-4o-mini -b {base}\n' in found["cline-cli"]
+    )
     assert f"-e BASE_URL={root} " in found["nextchat-docker"]
     assert f"-e OPENAI_PROXY_URL={base} " in found["lobechat-docker"]
     assert (
