@@ -34,6 +34,10 @@ PING = "ping"
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 REASONING_MAX_TOKENS = 16
 COMPLETIONS_MARKERS = ("-instruct", "davinci", "babbage")
+# a test result's `error_code` when the upstream answered with an error: `status` and `error` are its own;
+# when it refused the key (401, or its quota is spent): `status` is its, `error` the gateway's
+UPSTREAM_ANSWERED = "upstream_answered"
+KEY_REJECTED = "key_rejected"
 
 
 def probe_call(channel: ChannelInfo, model: str) -> Call:
@@ -70,7 +74,9 @@ def _try(
         how = protocols.route(call, channel)
         if how is None:
             raise GatewayError(
-                400, f"A {channel.type} channel cannot serve /v1/{call.endpoint} for `{model}`."
+                400,
+                f"A {channel.type} channel cannot serve /v1/{call.endpoint} for `{model}`.",
+                code="unsupported_endpoint",
             )
         module, native = how
         request = module.build_request(call, channel, key, None if native else openai.request_to_hub(call))
@@ -90,6 +96,7 @@ def _try(
             "ok": False,
             "status": err.upstream_status or err.status,
             "error": err.message,
+            "error_code": _error_code(err),
             "latency_ms": int((time.perf_counter() - started) * 1000),
             "model": model,
         }
@@ -98,10 +105,17 @@ def _try(
         "ok": True,
         "status": response.status_code,
         "error": None,
+        "error_code": None,
         "latency_ms": int((time.perf_counter() - started) * 1000),
         "model": model,
     }
     return result, None
+
+
+def _error_code(err: GatewayError) -> str | None:
+    if err.disables_key:  # its message is the gateway's: the upstream's may quote the key
+        return KEY_REJECTED
+    return UPSTREAM_ANSWERED if err.upstream_status else err.code
 
 
 def _model(channel: ChannelInfo, model: str | None) -> str:
@@ -121,13 +135,21 @@ def test_channel(rt: Runtime, channel_id: int, model: str | None = None) -> dict
     auto-disabled channel take traffic again (half-open)."""
     channel = rt.catalog.snapshot.channels.get(channel_id)
     if channel is None:
-        return {"ok": False, "status": None, "error": "no such channel", "latency_ms": 0, "model": model}
+        return {
+            "ok": False,
+            "status": None,
+            "error": "no such channel",
+            "error_code": "no_such_channel",
+            "latency_ms": 0,
+            "model": model,
+        }
     keys = channel.keys or channel.set_aside_keys
     if not keys:
         return {
             "ok": False,
             "status": None,
             "error": "the channel has no keys",
+            "error_code": "no_keys",
             "latency_ms": 0,
             "model": model,
         }

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.catalog import Catalog, ChannelInfo, Snapshot, UpstreamKey
+from gateway.domain.channels import reason
 from gateway.neutral import GatewayError
 
 log = logging.getLogger("relayhouse.routing")
@@ -257,12 +258,12 @@ class Router:
         if error.disables_key:
             current = self._catalog.snapshot.channels.get(channel.id, channel)
             remaining = [k for k in current.keys if k.id != key.id]
-            reason = f"upstream answered {error.upstream_status} ({error.code or error.type})"
+            answer = {"status": error.upstream_status, "code": error.code or error.type}
             # skipped here at once: the catalog drops the key only when the change is written and reloaded
             self._cool_until[key.id] = time.monotonic() + SET_ASIDE_HOLD_S
-            self._change("key", key.id, "set_aside", reason)
+            self._change("key", key.id, "set_aside", reason("key_rejected", **answer))
             if not remaining:
-                self._change("channel", channel.id, "auto_disabled", f"every key set aside; last: {reason}")
+                self._change("channel", channel.id, "auto_disabled", reason("keys_set_aside", **answer))
             return
         if error.upstream_status == 429:
             error.retry_after = self.cool_down(key, error.retry_after)  # what the client is told, too
@@ -272,7 +273,7 @@ class Router:
             if trial.snapshot is None:
                 trial.snapshot = self._catalog.snapshot
                 self._change(
-                    "channel", channel.id, "auto_disabled", f"failed again while half-open: {error.message}"
+                    "channel", channel.id, "auto_disabled", reason("failed_on_trial", **_last(error))
                 )
             return
         window = self._window(channel.id)
@@ -281,12 +282,15 @@ class Router:
             window.failures >= self._auto_disable_after
             and window.failures >= self._auto_disable_rate * window.requests
         ):
-            reason = (
-                f"{window.failures} of {window.requests} requests failed in {self._window_s} s; "
-                f"last: {error.message}"
+            why = reason(
+                "failure_rate",
+                failures=window.failures,
+                requests=window.requests,
+                window_s=self._window_s,
+                **_last(error),
             )
             self._windows.pop(channel.id, None)
-            self._change("channel", channel.id, "auto_disabled", reason)
+            self._change("channel", channel.id, "auto_disabled", why)
 
     def cool_down(self, key: UpstreamKey, retry_after_s: int | None) -> int:
         """Skip `key` for the upstream's Retry-After (a default when it sent none), at least a second and
@@ -300,7 +304,7 @@ class Router:
         half-open one counts a success."""
         if channel.status == "auto_disabled":
             self._trials.pop(channel.id, None)
-            self._change("channel", channel.id, "half_open", "answered a test; taking a little traffic")
+            self._change("channel", channel.id, "half_open", reason("answered_test"))
         elif channel.status == "half_open":
             self.succeeded(channel)
 
@@ -321,9 +325,14 @@ class Router:
         window.advance(time.monotonic())
         return window
 
-    def _change(self, what: str, ident: int, status: str, reason: str) -> None:
-        log.warning("%s %s -> %s: %s", what, ident, status, reason)
+    def _change(self, what: str, ident: int, status: str, why: str) -> None:
+        log.warning("%s %s -> %s: %s", what, ident, status, why)
         try:
-            self._set_status(what, ident, status, reason)
+            self._set_status(what, ident, status, why)
         except Exception:
             log.exception("could not record that %s %s is %s", what, ident, status)
+
+
+def _last(error: GatewayError) -> dict[str, str | int | None]:
+    """The last failure, as a status reason keeps it: the upstream's status, the error's code and message."""
+    return {"status": error.upstream_status, "code": error.code, "last": error.message}

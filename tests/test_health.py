@@ -9,14 +9,20 @@ import datetime as dt
 import re
 import secrets
 import time
+import urllib.parse
+import urllib.request
 from email.utils import format_datetime
+from html import escape
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 import openai
 import pytest
 
+from console.web import locale
 from tests.conftest import Gateway, database_url_for, http, start_gateway, stop_gateway
 from tests.fake_upstream import FakeUpstream
+from tests.test_pages import _Text
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -383,3 +389,90 @@ def test_the_health_card_counts_recent_requests_without_disturbing_the_window(
 def recent_requests(gateway: Gateway) -> int:
     card = http("GET", gateway.url + "/partials/health", headers={"Accept-Language": "en"}).raw.decode()
     return int(re.search(r'id="requests-recent">([\d,]+)<', card).group(1).replace(",", ""))
+
+
+# -- the reasons, in the reader's language -------------------------------------------------------------
+
+
+def console_page(gateway: Gateway, path: str, language: str) -> str:
+    """A console page as a new admin who chose `language` sees it, signed in over HTTP."""
+    password = "pw-" + secrets.token_hex(8)
+    admin = gateway.user(0, password=password, role="admin")
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+
+    def post(path: str, form: dict[str, str]) -> None:
+        page = browser.open(gateway.url + "/").read().decode()
+        token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+        browser.open(gateway.url + path, urllib.parse.urlencode({**form, "csrf_token": token}).encode())
+
+    post("/login", {"username": admin["username"], "password": password})
+    post("/language", {"language": language})
+    return browser.open(gateway.url + path).read().decode()
+
+
+def row_text(page: str, channel: dict) -> tuple[str, str]:
+    """A channel's row on the admin channels page: its HTML, and the text a reader sees outside quotes."""
+    row = re.search(rf'<tr id="channel-{channel["id"]}">(.*?)</tr>', page, re.DOTALL).group(1)
+    parser = _Text()
+    parser.feed(row)
+    return row, " ".join(" ".join(parser.parts).split())
+
+
+def english_left(text: str, language: str) -> list[str]:
+    """Source-language pieces of the catalog's messages in `text`: whole messages, and the longer literal
+    pieces of messages with parameters (a reason is one of those)."""
+    left = []
+    for message in locale.read_catalog(language):
+        if not message.id or not message.string or message.string == message.id:
+            continue
+        pieces = [p.strip() for p in re.split(r"%\(\w+\)s", message.id)]
+        left += [p for p in pieces if len(p) >= 12 and p not in message.string and p in text]
+    return left
+
+
+REASONS_SHOWN = {  # language: (failure rate, the rejected key's channel, the key itself)
+    "vi": (
+        r"\d+ trên \d+ yêu cầu thất bại trong 60 giây\. Lần cuối: Upstream trả về mã 500:",
+        "Mọi khóa đều đã bị tạm gác; khóa cuối: upstream trả về mã 401 (",
+        "bị tạm gác: Upstream từ chối khóa này: trả về mã 401 (",
+    ),
+    "ja": (
+        r"60 秒間に \d+ 件中 \d+ 件のリクエストが失敗しました。"
+        r"最後の失敗:アップストリームが 500 を返しました:",
+        "すべてのキーが保留されました。最後のキー:アップストリームが 401(",
+        "は保留中: アップストリームがこのキーを拒否しました:401(",
+    ),
+}
+
+
+@pytest.mark.parametrize("language", list(REASONS_SHOWN))
+def test_the_reasons_the_relay_disabled_channels_for_read_in_the_admins_language(
+    gateway: Gateway, fresh_upstream: FakeUpstream, upstream2: FakeUpstream, language: str
+) -> None:
+    model, failing, spare, client = two_channels(gateway, fresh_upstream, upstream2)
+    words = "The server had an error <while> processing your request."
+    fresh_upstream.behave(status=500, error_body={"error": {"message": words, "type": "server_error"}})
+    for _ in range(10):  # AUTO_DISABLE_AFTER: the channel goes, served meanwhile by the spare
+        assert client.chat.completions.create(model=model, messages=HI).choices
+    wait_status(gateway, failing, "auto_disabled")
+    rejecting = FakeUpstream("rejecting").start()
+    try:
+        rejecting.behave(require_key="sk-the-right-one")
+        other = "hl-" + secrets.token_hex(4)
+        rejected = gateway.channel(rejecting, [other], keys=["sk-a-wrong-key-" + secrets.token_hex(4)])
+        gateway.price(other)
+        with pytest.raises(openai.APIStatusError):
+            client.chat.completions.create(model=other, messages=HI)
+        assert "upstream answered 401" in wait_status(gateway, rejected, "auto_disabled")["status_reason"]
+        page = console_page(gateway, "/admin/channels", language)
+    finally:
+        rejecting.stop()
+    rate, every_key, key = REASONS_SHOWN[language]
+    html, text = row_text(page, failing)
+    assert re.search(rate, text), text
+    assert f'<code class="quoted" translate="no">{escape(words)}</code>' in html  # its own words, quoted
+    assert not english_left(text, language) and "requests failed" not in text
+    html, text = row_text(page, rejected)
+    assert every_key in text and key in text, text
+    assert '<code class="quoted" translate="no">invalid_api_key</code>' in html
+    assert not english_left(text, language) and "upstream answered" not in text.lower()

@@ -389,6 +389,13 @@ SCHEMAS: dict[str, Schema] = {
         ok=typed("boolean"),
         status=nullable("integer", "The upstream's HTTP status, or the gateway's for a transport failure."),
         error=nullable("string"),
+        error_code=nullable(
+            "string",
+            "Why it failed: upstream_answered (the upstream answered with an error: `status` and `error` are "
+            "its own), key_rejected (it refused the key: 401, or its quota is spent), else the gateway's "
+            "code, such as upstream_timeout, upstream_unreachable, bad_upstream_response, "
+            "unsupported_endpoint, no_keys or no_such_channel.",
+        ),
         latency_ms=INT,
         model=nullable("string"),
     ),

@@ -2,10 +2,15 @@
 
 Status is `enabled`, `disabled` (by an admin) or `auto_disabled` (by the relay, with the reason; the
 background probe brings it back). A single upstream key can be set aside on its own.
+
+A status reason is stored as a code with its parameters (`reason`), so the console can say it in the
+reader's language; the API gives it in English (`reason_text`). Reasons stored as free text before codes
+existed are shown as they are.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -75,6 +80,48 @@ KEY_MAX = bounds.TEXT_MAX
 TIMEOUT_MAX_S = 24 * 3600.0
 
 
+# a reason's code: its English text, the API's `status_reason`. `status` and `code` are the upstream's HTTP
+# status and error code; `last` the message of the last failure (the upstream's own words when it answered).
+REASONS: dict[str, str] = {
+    "admin_disabled": "disabled by an admin",
+    "key_rejected": "upstream answered {status} ({code})",
+    "keys_set_aside": "every key set aside; last: upstream answered {status} ({code})",
+    "failed_on_trial": "failed again while half-open: {last}",
+    "failure_rate": "{failures} of {requests} requests failed in {window_s} s; last: {last}",
+    "answered_test": "answered a test; taking a little traffic",
+}
+
+
+def reason(kind: str, /, **params: str | int | None) -> str:
+    """A status reason as `status_reason` stores it: JSON with its code (`reason`) and its parameters."""
+    assert kind in REASONS
+    return json.dumps({"reason": kind, **params}, ensure_ascii=False, separators=(",", ":"))
+
+
+def read_reason(stored: str) -> tuple[str | None, dict[str, Any]]:
+    """A stored reason's code and parameters; `(None, {})` for free text stored before codes existed."""
+    if not stored.startswith("{"):
+        return None, {}
+    try:
+        data = json.loads(stored)
+    except ValueError:
+        return None, {}
+    if not isinstance(data, dict) or data.get("reason") not in REASONS:
+        return None, {}
+    return data.pop("reason"), data
+
+
+def reason_text(stored: str) -> str:
+    """A stored reason in English, as the API gives it."""
+    code, params = read_reason(stored)
+    if code is None:
+        return stored
+    try:
+        return REASONS[code].format_map(params)
+    except (KeyError, ValueError):  # a parameter missing: the code alone says something
+        return code.replace("_", " ")
+
+
 def channel_json(channel: Channel, keys: list[ChannelKey]) -> dict[str, Any]:
     return {
         "id": channel.id,
@@ -87,12 +134,17 @@ def channel_json(channel: Channel, keys: list[ChannelKey]) -> dict[str, Any]:
         "priority": channel.priority,
         "weight": channel.weight,
         "status": channel.status,
-        "status_reason": channel.status_reason,
+        "status_reason": reason_text(channel.status_reason),
         "timeout_s": channel.timeout_s,
         "test_model": channel.test_model,
         "settings": channel.settings or {},
         "keys": [
-            {"id": k.id, "hint": "..." + k.hint, "status": k.status, "status_reason": k.status_reason}
+            {
+                "id": k.id,
+                "hint": "..." + k.hint,
+                "status": k.status,
+                "status_reason": reason_text(k.status_reason),
+            }
             for k in keys
         ],
         "total_requests": channel.total_requests,
@@ -196,7 +248,7 @@ def _apply(channel: Channel, fields: dict[str, Any], vault: Vault) -> None:
         if fields["status"] not in ("enabled", "disabled"):
             raise bad_request("status must be enabled or disabled", "status")
         channel.status = fields["status"]
-        channel.status_reason = "" if fields["status"] == "enabled" else "disabled by an admin"
+        channel.status_reason = "" if fields["status"] == "enabled" else reason("admin_disabled")
     if "timeout_s" in fields:
         timeout = fields["timeout_s"]
         if timeout is not None and (

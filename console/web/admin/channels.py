@@ -1,6 +1,10 @@
 """Admin: channels. The list with status (and the reason when the relay disabled one), create with a type
 picker whose base URL comes from the type (`CHANNEL_TYPES`), edit, test with the measured latency, enable,
-disable and delete; through `gateway.domain.channels` and `gateway.probe`, as `/api/channels` does."""
+disable and delete; through `gateway.domain.channels` and `gateway.probe`, as `/api/channels` does.
+
+Status reasons and test failures are said in the page's language from their codes; an upstream's own
+words are shown as they came, quoted in `<code translate="no">` inside a translated sentence.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from markupsafe import Markup, escape
 from werkzeug.wrappers import Response
 
+from console.web import locale
 from console.web.admin import bp, done, form_int, form_list, form_text, is_htmx, refusal, runtime
 from gateway import probe
 from gateway.domain import channels
@@ -59,6 +65,88 @@ def status_label(status: str) -> str:
         "auto_disabled": _("Auto-disabled"),
         "half_open": _("On trial"),
     }.get(status, status)
+
+
+def _html(message: str, **params: object) -> Markup:
+    """A translated message (from `_()` without parameters) filled in with its parameters escaped; a
+    Markup parameter is kept as HTML."""
+    return Markup(escape(message)) % params
+
+
+def quoted(text: str) -> Markup:
+    """Another server's own words, as they came: set apart, and not the page's to translate."""
+    return Markup('<code class="quoted" translate="no">{}</code>').format(text)
+
+
+def _own_failure(code: str | None) -> str | None:
+    """The gateway's own words for a failure it names by a code."""
+    return {
+        "upstream_timeout": _("The upstream did not answer in time."),
+        "upstream_unreachable": _("Could not reach the upstream."),
+        "unsupported_endpoint": _("This channel's type cannot serve the test model's endpoint."),
+        "no_keys": _("The channel has no keys."),
+        "no_such_channel": _("The relay does not know this channel yet."),
+    }.get(code or "")
+
+
+def failure_html(upstream_status: int | None, code: str | None, message: str | None) -> Markup:
+    """A failure in the page's language: what the gateway saw in its words, what the upstream said in
+    its own, quoted."""
+    own = _own_failure(code)
+    if own is not None:
+        return Markup(escape(own))
+    message = message or ""
+    if code == probe.KEY_REJECTED:  # the message is the gateway's: the upstream's may quote the key
+        return _html(_("The upstream refused the channel's key (%(status)s)."), status=upstream_status)
+    if code == "bad_upstream_response":
+        return _html(_("The upstream's answer could not be read: %(error)s"), error=quoted(message))
+    if code == "upstream_stream_error":
+        return _html(_("The upstream reported an error in its stream: %(error)s"), error=quoted(message))
+    if upstream_status:
+        if not message or message == f"The upstream answered {upstream_status}.":  # it gave no words
+            return _html(_("The upstream answered %(status)s."), status=upstream_status)
+        return _html(
+            _("The upstream answered %(status)s: %(error)s"), status=upstream_status, error=quoted(message)
+        )
+    return _html(_("It failed: %(error)s"), error=quoted(message))
+
+
+def reason_html(stored: str) -> Markup:
+    """A stored status reason in the page's language; free text stored before reasons had codes as it
+    is."""
+    code, p = channels.read_reason(stored)
+    if code is None:
+        return Markup(escape(stored))
+    try:
+        if code == "admin_disabled":
+            return Markup(escape(_("Disabled by an admin.")))
+        if code == "answered_test":
+            return Markup(escape(_("Answered a test; taking a little traffic.")))
+        if code in ("key_rejected", "keys_set_aside"):
+            answer = {"status": p["status"], "code": quoted(str(p["code"]))}
+            if code == "key_rejected":
+                return _html(_("The upstream refused this key: it answered %(status)s (%(code)s)."), **answer)
+            return _html(
+                _("Every key was set aside; the last: the upstream answered %(status)s (%(code)s)."), **answer
+            )
+        last = failure_html(p["status"], p["code"], p["last"])
+        if code == "failed_on_trial":
+            return _html(_("Failed again while on trial. %(error)s"), error=last)
+        return _html(
+            _("%(failures)s of %(requests)s requests failed in %(seconds)s s. The last: %(error)s"),
+            failures=locale.number(p["failures"]),
+            requests=locale.number(p["requests"]),
+            seconds=locale.number(p["window_s"]),
+            error=last,
+        )
+    except KeyError:  # a parameter missing: the English text
+        return Markup(escape(channels.reason_text(stored)))
+
+
+def test_html(result: dict[str, Any]) -> Markup:
+    """Why a channel test failed, in the page's language."""
+    answered = result.get("error_code") in (probe.UPSTREAM_ANSWERED, probe.KEY_REJECTED)
+    return failure_html(result["status"] if answered else None, result.get("error_code"), result["error"])
 
 
 def _channel(channel_id: int) -> Channel:
@@ -151,13 +239,18 @@ def _form_page(channel: Channel | None, values: dict[str, str], error: str | Non
         kind=channels.CHANNEL_TYPES.get(values["type"], channels.CHANNEL_TYPES["openai"]),
         error=error,
         status_label=status_label,
+        reason_html=reason_html,
     )
     return page, 400 if error else 200
 
 
 def _listing() -> dict[str, Any]:
     rows = list(db.session.scalars(db.select(Channel).order_by(Channel.id)))
-    return {"rows": [(c, channels.channel_keys(c.id)) for c in rows], "status_label": status_label}
+    return {
+        "rows": [(c, channels.channel_keys(c.id)) for c in rows],
+        "status_label": status_label,
+        "reason_html": reason_html,
+    }
 
 
 @bp.get("/channels")
@@ -228,11 +321,14 @@ def test_channel(channel_id: int) -> str | Response:
     result = probe.test_channel(runtime(), channel_id, model)
     db.session.expire_all()  # the test may have moved the channel's status
     if is_htmx():
-        return render_template("partials/admin_channel_test.html", channel=channel, result=result)
+        return render_template(
+            "partials/admin_channel_test.html", channel=channel, result=result, test_html=test_html
+        )
     if result["ok"]:
         flash(_("Channel “%(name)s” answered in %(ms)s ms.", name=channel.name, ms=result["latency_ms"]))
     else:
-        flash(_("Channel “%(name)s” failed its test: %(error)s", name=channel.name, error=result["error"]))
+        why = test_html(result)
+        flash(_html(_("Channel “%(name)s” failed its test: %(error)s"), name=channel.name, error=why))
     return redirect(url_for("admin.channels_page"))
 
 
