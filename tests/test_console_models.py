@@ -145,6 +145,10 @@ def test_the_page_lists_what_the_group_can_call_with_prices_and_endpoints(catalo
     row = html[html.index(">claude-sonnet-4-5</a>") :].split("</tr>")[0]
     assert "Anthropic" in row and "200,000 tokens" in row and "reasoning" in row
     assert "$3.00" in row and "$15.00" in row and "$0.30" in row and "$3.75" in row
+    # one column of labelled prices, the provider under the name: five columns fit 1280 px in any language
+    assert "<dt>Input</dt><dd>$3.00</dd>" in row and "<dt>Cache write</dt><dd>$3.75</dd>" in row
+    assert '<div class="provider" title="Provider">Anthropic</div>' in row
+    assert html.split("<thead>")[1].split("</thead>")[0].count("<th>") == 5
     assert '<code>/v1/messages</code> <span class="muted">Anthropic · native' in row
     assert '<code>/v1/chat/completions</code> <span class="muted">OpenAI · converted' in row
     assert "/v1beta/models/claude-sonnet-4-5:generateContent" in row
@@ -155,6 +159,7 @@ def test_the_page_lists_what_the_group_can_call_with_prices_and_endpoints(catalo
     assert "/v1/embeddings" in row and "/v1/chat/completions" not in row and "$0.02" in row
     row = html[html.index(">dall-e-3</a>") :].split("</tr>")[0]
     assert "image generation" in row and "$0.04" in row and "$0.00" not in row
+    assert "<dt>Per request</dt><dd>$0.04</dd>" in row and "<dt>Input</dt>" not in row
     assert "<code>/v1/images/generations</code>" in row and "Not relayed yet" not in row
     # the first model's snippets, with the real base URL and the key from the environment
     snippets = snippet_texts(html)

@@ -183,6 +183,32 @@ def test_the_api_and_the_page_count_the_same_rows(two_users: dict, admin: FlaskC
     assert '<dd id="total-requests">9</dd>' in page
 
 
+@pytest.mark.parametrize(
+    ("language", "shown"),
+    [
+        ("en", "{d.month}/{d.day}/{d.year}"),
+        ("vi", "{d.day}/{d.month}/{d.year}"),
+        ("ja", "{d.year}/{d.month:02}/{d.day:02}"),
+        ("zh_Hans", "{d.year}/{d.month}/{d.day}"),
+    ],
+)
+def test_the_date_filters_speak_the_page_language(two_users: dict, language: str, shown: str) -> None:
+    alice = two_users["alice"][0]
+    alice.post("/language", data={"language": language, "csrf_token": csrf(alice, "/")})
+    since = (utcnow() - dt.timedelta(days=30)).date()
+    until = (utcnow() - dt.timedelta(days=10)).date()
+    page = alice.get(f"/usage?since={since.isoformat()}").get_data(as_text=True)  # a link's ISO dates
+    assert f'name="since" value="{shown.format(d=since)}"' in page and 'name="until" value=""' in page
+    assert 'type="date"' not in page  # a date field would speak the browser's language, not the page's
+    example = shown.format(d=dt.date(utcnow().year, 12, 31))
+    assert re.search(rf'placeholder="[^"]*{re.escape(example)}"', page)
+    typed = alice.get("/usage", query_string={"since": shown.format(d=since)}).get_data(as_text=True)
+    assert '<dd id="total-requests">9</dd>' in typed  # as the form sends what was typed
+    both = {"since": shown.format(d=since), "until": shown.format(d=until)}
+    older = alice.get("/usage", query_string=both).get_data(as_text=True)
+    assert '<dd id="total-requests">4</dd>' in older and f'value="{shown.format(d=until)}"' in older
+
+
 def own_sources(language: str) -> set[str]:
     sources = set()
     for part in ("console", "wallet"):
