@@ -34,6 +34,9 @@ PING = "ping"
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 REASONING_MAX_TOKENS = 16
 COMPLETIONS_MARKERS = ("-instruct", "davinci", "babbage")
+# an image costs cents: an image model is tested by looking it up (`GET /models/<model>`, free), except on
+# Azure, which has no such lookup per deployment and draws one small image
+IMAGE_MARKERS = ("dall-e", "gpt-image")
 # a test result's `error_code` when the upstream answered with an error: `status` and `error` are its own;
 # when it refused the key (401, or its quota is spent): `status` is its, `error` the gateway's
 UPSTREAM_ANSWERED = "upstream_answered"
@@ -48,6 +51,8 @@ def probe_call(channel: ChannelInfo, model: str) -> Call:
         channel.models and all("embedding" in m.lower() for m in channel.models)
     ):
         endpoint, body = "embeddings", {"model": model, "input": PING}
+    elif any(marker in n for n in names for marker in IMAGE_MARKERS):
+        endpoint, body = "images", {"model": model, "prompt": PING, "n": 1}
     elif any("moderation" in n for n in names):
         endpoint, body = "moderations", {"model": model, "input": PING}
     elif any(marker in n for n in names for marker in COMPLETIONS_MARKERS):
@@ -79,14 +84,21 @@ def _try(
                 code="unsupported_endpoint",
             )
         module, native = how
-        request = module.build_request(call, channel, key, None if native else openai.request_to_hub(call))
+        lookup = call.kind == "images" and channel.type != "azure"
+        if lookup:
+            request = openai.model_lookup(channel, key, model)
+        else:
+            hub = None if native else openai.request_to_hub(call)
+            request = module.build_request(call, channel, key, hub)
         response = upstream.send(
             rt.pools, request, min(channel.timeout_s or PROBE_TIMEOUT_S, PROBE_TIMEOUT_S)
         )
         payload = upstream.read_body(response)
         if response.status_code >= 400:
             raise module.map_error(response.status_code, payload, response.headers)
-        if native:
+        if lookup:
+            openai.upstream_json(payload)
+        elif native:
             module.native_response(call, payload)
         else:
             module.response_to_hub(call, payload)
