@@ -134,12 +134,29 @@ def test_plain_post_creates_with_limits_expiry_and_models(app: Flask) -> None:
 
 
 @pytest.mark.parametrize(
+    ("language", "typed"), [("vi", "6/5/2031"), ("ja", "2031/05/06"), ("en", "5/6/2031")]
+)
+def test_the_expiry_is_typed_and_shown_in_the_page_language(app: Flask, language: str, typed: str) -> None:
+    client = new_user(app)
+    client.post("/language", data={"language": language, "csrf_token": csrf(client, "/")})
+    page = client.get("/keys").get_data(as_text=True)
+    assert 'type="date"' not in page  # a date field would speak the browser's language, not the page's
+    made = client.post("/keys", data=form(client, name="ci", expires_at=typed))
+    assert made.status_code == 201, made.get_data(as_text=True)
+    (key,) = api_keys(client)
+    assert key["expires_at"] == "2031-05-06T00:00:00Z"
+    edit = client.get(f"/keys/{key['id']}/edit").get_data(as_text=True)
+    assert f'name="expires_at" value="{typed}"' in edit
+
+
+@pytest.mark.parametrize(
     ("field", "value", "label"),
     [
         ("spend_limit_usd", "lots", "Spend limit (USD)"),
         ("requests_per_minute", "0", "Requests per minute"),
         ("allowed_ips", "not-an-ip", "Allowed IP addresses"),
         ("name", "x" * 200, "Name"),
+        ("expires_at", "someday", "Expires on"),
     ],
 )
 def test_a_refused_field_is_named_and_nothing_is_made(app: Flask, field: str, value: str, label: str) -> None:

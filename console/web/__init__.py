@@ -37,7 +37,12 @@ def init_app(app: Flask, exempt: tuple[Any, ...]) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(locale.compile_catalogs(app.instance_path))
     Babel(app, locale_selector=locale.select)
     htmx.init_app(app)
-    app.jinja_env.globals.update(LANGUAGES=locale.LANGUAGES, current_language=locale.current)
+    app.jinja_env.globals.update(
+        LANGUAGES=locale.LANGUAGES,
+        current_language=locale.current,
+        show_day=locale.show_day,
+        example_day=locale.example_day,
+    )
     app.jinja_env.filters.update(money=locale.money, when=locale.when, number=locale.number)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

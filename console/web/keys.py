@@ -19,6 +19,7 @@ from flask_login import current_user, login_required
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
+from console.web import locale
 from console.web.extensions import htmx
 from console.web.models import model_rows
 from gateway.domain import keys
@@ -55,7 +56,9 @@ def _fields(form: MultiDict[str, str]) -> dict[str, Any]:
     """The form as the domain takes a key's fields: empty means no limit."""
     fields: dict[str, Any] = {"name": form.get("name", "").strip()}
     fields["spend_limit_usd"] = form.get("spend_limit_usd", "").strip() or None
-    fields["expires_at"] = form.get("expires_at", "").strip() or None
+    typed = form.get("expires_at", "").strip()
+    day = locale.parse_day(typed)
+    fields["expires_at"] = day.isoformat() if day else typed or None  # not a date: the domain refuses it
     fields["models"] = [m for m in form.getlist("models") if m] or None
     fields["allowed_ips"] = form.get("allowed_ips", "").replace(",", " ").split() or None
     for name in keys.LIMIT_FIELDS:

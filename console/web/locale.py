@@ -4,6 +4,9 @@ page speaks; dates, numbers and money formatted for it by Babel.
 
 The language is the one the user chose (the switcher: remembered in the session and on the account), else
 the best match of the browser's `Accept-Language`, else English.
+
+Date fields are text in the page language's short date (`show_day`, `parse_day`): `<input type="date">`
+speaks the browser's language, whatever the page's. They read back that form or ISO 8601, which links use.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from babel.core import Locale
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime, get_date_format, parse_date
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -116,3 +119,36 @@ def when(value: dt.datetime | None) -> str:
     if value is None:
         return ""
     return format_datetime(value, "medium", tzinfo=dt.UTC, locale=Locale.parse(current()))
+
+
+def parse_day(value: str | None) -> dt.date | None:
+    """A date as ISO 8601 or in the page language's short form; None when empty or not a date."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        pass
+    try:
+        return parse_date(value, locale=Locale.parse(current()), format="short")
+    except (ValueError, IndexError):  # not a date, or too few numbers for one
+        return None
+
+
+def _day_pattern() -> str:
+    """The page language's short date with the whole year: `M/d/y`, `d/M/y`, `y/MM/dd`..."""
+    pattern = get_date_format("short", locale=Locale.parse(current())).pattern
+    return pattern if "yyyy" in pattern else pattern.replace("yy", "y")
+
+
+def show_day(day: dt.date | dt.datetime | None) -> str:
+    """A date as the date fields show it."""
+    if isinstance(day, dt.datetime):
+        day = day.date()
+    return format_date(day, _day_pattern(), locale=Locale.parse(current())) if day else ""
+
+
+def example_day() -> str:
+    """A date for a field's placeholder, whose day and month cannot be mixed up: this year's 31 December."""
+    return show_day(dt.date(dt.date.today().year, 12, 31))

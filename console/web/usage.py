@@ -1,9 +1,7 @@
 """The usage page: the log table with filters (model, key, status, dates; admins also pick a user) and
 paging, the totals of what the filters select, and charts of requests, tokens and spend over time by model
 or by key. Reads through `gateway.domain.usage`, the same filter `GET /api/logs` answers from.
-
-The dates are text fields in the page language's short date (`<input type="date">` speaks the browser's
-language, whatever the page's), read back in that form or as ISO 8601, which links use.
+The dates are text fields in the page language's short date (see `console.web.locale.show_day`).
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ import datetime as dt
 from typing import Any
 
 from babel.core import Locale
-from babel.dates import format_date, format_skeleton, get_date_format, parse_date
+from babel.dates import format_skeleton
 from flask import Blueprint, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -34,37 +32,11 @@ def _int(value: str | None, high: int = 2**31 - 1) -> int | None:
     return int(value) if value and value.isdigit() and 0 < int(value) <= high else None
 
 
-def _day(value: str | None) -> dt.date | None:
-    """A date as ISO 8601 (links) or in the page language's short form (the form)."""
-    value = (value or "").strip()
-    if not value:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        pass
-    try:
-        return parse_date(value, locale=Locale.parse(locale.current()), format="short")
-    except (ValueError, IndexError):  # not a date, or too few numbers for one
-        return None
-
-
-def _date_pattern() -> str:
-    """The page language's short date with the whole year: `M/d/y`, `d/M/y`, `y/MM/dd`..."""
-    pattern = get_date_format("short", locale=Locale.parse(locale.current())).pattern
-    return pattern if "yyyy" in pattern else pattern.replace("yy", "y")
-
-
-def show_day(day: dt.date | None) -> str:
-    """A date as the filter fields show it."""
-    return format_date(day, _date_pattern(), locale=Locale.parse(locale.current())) if day else ""
-
-
 def _form(args: MultiDict[str, str]) -> dict[str, Any]:
     """The filters as the form shows them, each checked and put back in range."""
     today = utcnow().date()
-    since = _day(args.get("since")) or today - dt.timedelta(days=DEFAULT_DAYS - 1)
-    until = _day(args.get("until"))
+    since = locale.parse_day(args.get("since")) or today - dt.timedelta(days=DEFAULT_DAYS - 1)
+    until = locale.parse_day(args.get("until"))
     if until is not None and until < since:
         until = since
     status = args.get("status", "")
@@ -177,8 +149,7 @@ def usage_page() -> str:
     }
     if htmx and request.headers.get("HX-Target") == "usage-results":
         return render_template("partials/usage_results.html", **context)
-    example = dt.date(utcnow().year, 12, 31)  # day and month told apart
-    return render_template("usage.html", **context, **_choices(form), day=show_day, example=example)
+    return render_template("usage.html", **context, **_choices(form))
 
 
 def _usernames(user_ids: set[int]) -> dict[int, str]:
