@@ -27,6 +27,7 @@ from babel.messages.extract import extract_from_dir
 from console.web import locale
 from tests.conftest import IN_CI, ROOT, Gateway, start_gateway, stop_gateway
 from tests.fake_upstream import FakeUpstream
+from tests.test_console_docs import _document_texts as document_texts
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -124,30 +125,44 @@ NOT_PROSE = ("script", "style", "pre", "code", "kbd")
 
 
 class _Text(HTMLParser):
-    """The text a reader sees, piece by piece: each text node, and the values of visible attributes."""
+    """The text a reader sees, piece by piece: each text node, and the values of visible attributes. Text
+    inside an element marked `lang="en"` (the API reference quoting the OpenAPI document) is kept apart, in
+    `quoted`, for the test to check that it is nothing but that document's own text."""
 
     def __init__(self) -> None:
         super().__init__()
         self.parts: list[str] = []
+        self.quoted: list[str] = []
         self._skip = 0
+        self._english = 0  # open elements inside the one marked lang="en"
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in NOT_PROSE:
             self._skip += 1
+        if self._english or (tag != "html" and ("lang", "en") in attrs):
+            self._english += 1
+            if self._english == 1:
+                self.quoted.append("")
         self.parts += [v.strip() for k, v in attrs if k in ("title", "placeholder", "aria-label") and v]
 
     def handle_endtag(self, tag: str) -> None:
         if tag in NOT_PROSE:
             self._skip -= 1
+        self._english -= bool(self._english)
 
     def handle_data(self, data: str) -> None:
-        if not self._skip and data.strip():
+        if self._english:
+            self.quoted[-1] += data
+        elif not self._skip and data.strip():
             self.parts.append(" ".join(data.split()))
 
 
 def visible_text(html: str) -> list[str]:
+    """The page's prose; what it quotes in English must be the OpenAPI document's own descriptions."""
     parser = _Text()
     parser.feed(html)
+    quoted = {" ".join(part.split()) for part in parser.quoted} - {""}
+    assert quoted <= document_texts(), sorted(quoted - document_texts())[:3]
     return parser.parts
 
 
