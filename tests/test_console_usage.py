@@ -126,8 +126,8 @@ def test_filters_narrow_the_rows_and_the_totals(two_users: dict) -> None:
     assert '<dd id="total-requests">0</dd>' in alice.get("/usage?key=99").get_data(as_text=True)
     nothing = alice.get("/usage?model=nope").get_data(as_text=True)
     assert "No requests match these filters." in nothing and "No requests in this range." in nothing
-    junk = alice.get("/usage?since=yesterday&until=x&status=maybe&page=-4&by=colour")
-    assert junk.status_code == 200
+    junk = alice.get("/usage?since=yesterday&until=x&status=maybe&page=-4&by=colour", follow_redirects=True)
+    assert junk.status_code == 200 and "since=yesterday" not in junk.request.url  # dropped, not an error
 
 
 def test_the_filters_swap_only_the_results_with_htmx(two_users: dict) -> None:
@@ -202,11 +202,17 @@ def test_the_date_filters_speak_the_page_language(two_users: dict, language: str
     assert 'type="date"' not in page  # a date field would speak the browser's language, not the page's
     example = shown.format(d=dt.date(utcnow().year, 12, 31))
     assert re.search(rf'placeholder="[^"]*{re.escape(example)}"', page)
-    typed = alice.get("/usage", query_string={"since": shown.format(d=since)}).get_data(as_text=True)
-    assert '<dd id="total-requests">9</dd>' in typed  # as the form sends what was typed
+    typed = alice.get("/usage", query_string={"since": shown.format(d=since)})  # as the form sends it
+    assert typed.status_code == 302  # to the same filters in ISO dates: a shared link reads the same anywhere
+    assert f"since={since.isoformat()}" in typed.headers["Location"]
+    assert '<dd id="total-requests">9</dd>' in alice.get(typed.headers["Location"]).get_data(as_text=True)
     both = {"since": shown.format(d=since), "until": shown.format(d=until)}
-    older = alice.get("/usage", query_string=both).get_data(as_text=True)
+    older = alice.get("/usage", query_string=both, follow_redirects=True).get_data(as_text=True)
     assert '<dd id="total-requests">4</dd>' in older and f'value="{shown.format(d=until)}"' in older
+    swapped = alice.get("/usage", query_string=both, headers=HX)  # htmx: the partial, and an ISO address
+    assert swapped.status_code == 200 and '<dd id="total-requests">4</dd>' in swapped.get_data(as_text=True)
+    pushed = swapped.headers["HX-Push-Url"]
+    assert f"since={since.isoformat()}" in pushed and f"until={until.isoformat()}" in pushed
 
 
 def own_sources(language: str) -> set[str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from babel.core import Locale
 from babel.dates import format_skeleton
-from flask import Blueprint, render_template, request
+from flask import Blueprint, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.datastructures import MultiDict
@@ -129,8 +129,12 @@ def _charts(flt: usage.LogFilter, form: dict[str, Any]) -> dict[str, Any]:
 
 @bp.get("/usage")
 @login_required
-def usage_page() -> str:
+def usage_page() -> Any:
     form = _form(request.args)
+    typed = _typed_dates(request.args)
+    canonical = url_for("usage.usage_page", **_query(form, page=form["page"] if form["page"] > 1 else None))
+    if typed and not htmx:
+        return redirect(canonical)  # a shared link reads the same in every language
     flt = _filter(form)
     usage.refresh()  # first: a refresh that commits would unload the rows read before it
     totals = usage.totals(flt)
@@ -148,8 +152,23 @@ def usage_page() -> str:
         **_charts(flt, form),
     }
     if htmx and request.headers.get("HX-Target") == "usage-results":
-        return render_template("partials/usage_results.html", **context)
+        partial = make_response(render_template("partials/usage_results.html", **context))
+        if typed:
+            partial.headers["HX-Push-Url"] = canonical  # the address bar gets ISO dates, not the typed ones
+        return partial
     return render_template("usage.html", **context, **_choices(form))
+
+
+def _typed_dates(args: MultiDict[str, str]) -> bool:
+    """Whether a date came as the reader typed it (the page language's form, or nonsense), not as ISO."""
+    for name in ("since", "until"):
+        value = (args.get(name) or "").strip()
+        if value:
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                return True
+    return False
 
 
 def _usernames(user_ids: set[int]) -> dict[int, str]:
