@@ -383,8 +383,9 @@ SCHEMAS: dict[str, Schema] = {
         model=text(channels.MODEL_MAX, "Default: test_model, else the first model.", min_length=1),
     ),
     "ChannelTestResult": record(
-        "One tiny request to the endpoint the model serves (chat, completions, embeddings or moderations) "
-        "through the channel with its first key. A success puts an auto-disabled channel on trial "
+        "One tiny request to the endpoint the model serves (chat, completions, embeddings or moderations; "
+        "an image model is looked up with GET /models/{model}, since an image costs money) through the "
+        "channel with its first key. A success puts an auto-disabled channel on trial "
         "(half_open).",
         ok=typed("boolean"),
         status=nullable("integer", "The upstream's HTTP status, or the gateway's for a transport failure."),
