@@ -70,6 +70,10 @@ def frame(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
+def named_frame(event: bytes, payload: bytes) -> bytes:
+    return b"event: " + event + b"\ndata: " + payload + b"\n\n"
+
+
 def events(chunks: Iterator[bytes]) -> Iterator[bytes]:
     splitter = EventSplitter()
     for chunk in chunks:

@@ -770,6 +770,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         model = body.get("model") if isinstance(body.get("model"), str) else "dall-e-2"
         token_priced = model.startswith("gpt-image")
+        if body.get("stream") is True:
+            if not token_priced:
+                problem = error_object(f"Streaming is not supported for {model}.", "invalid_request_error")
+                self._send_json(400, problem)
+            else:
+                self._image_stream(prompt, n, body.get("partial_images") or 0)
+            return
         data: list[dict[str, Any]] = []
         for _ in range(n):
             if token_priced or body.get("response_format") == "b64_json":
@@ -788,6 +795,35 @@ class _Handler(BaseHTTPRequestHandler):
                 "input_tokens_details": {"text_tokens": words, "image_tokens": 0},
             }
         self._send_json(200, answer)
+
+    def _image_stream(self, prompt: str, n: int, partials: int) -> None:
+        """gpt-image's streamed generation: `partials` previews, then a completed event with its usage, per
+        image; named events, no `[DONE]`. `cut_after_chunks` drops the connection after that many events."""
+        self.start_stream()
+        words = count_words(prompt)
+        shared = {"background": "opaque", "created_at": int(time.time()), "output_format": "png"}
+        shared |= {"quality": "low", "size": "1024x1024"}
+        events: list[dict[str, Any]] = []
+        for _ in range(n):
+            for index in range(partials):
+                events.append({"type": "image_generation.partial_image", "b64_json": FAKE_PNG_B64, **shared})
+                events[-1]["partial_image_index"] = index
+            events.append({"type": "image_generation.completed", "b64_json": FAKE_PNG_B64, **shared})
+            if not self.beh.no_usage:
+                events[-1]["usage"] = {
+                    "input_tokens": words,
+                    "output_tokens": IMAGE_TOKENS,
+                    "total_tokens": words + IMAGE_TOKENS,
+                    "input_tokens_details": {"text_tokens": words, "image_tokens": 0},
+                }
+        for event in events[: self.beh.cut_after_chunks]:
+            data = b"event: %s\ndata: %s\n\n" % (event["type"].encode(), json.dumps(event).encode())
+            if not self.write_chunk(data):
+                return
+        if self.beh.cut_after_chunks is not None:
+            self._cut()
+            return
+        self.end_stream()
 
     # -- writing ------------------------------------------------------------------------------------
 

@@ -62,6 +62,43 @@ def test_a_per_request_price_is_charged_per_image(gateway: Gateway, upstream: Fa
     assert gateway.balance(user) == 10_000_000 - 80_000
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_streamed_generation_passes_its_events_on_and_is_billed_from_them(
+    gateway: Gateway, upstream: FakeUpstream, n: int
+) -> None:
+    model, user, key = model_of(
+        gateway, upstream, "gpt-image-1", input_per_mtok_usd=5, output_per_mtok_usd=40
+    )
+    stream = gateway.client(key).images.generate(
+        model=model, prompt=PROMPT, n=n, stream=True, partial_images=2
+    )
+    events = list(stream)
+    kinds = ["image_generation.partial_image"] * 2 + ["image_generation.completed"]
+    assert [e.type for e in events] == kinds * n
+    assert [e.partial_image_index for e in events if e.type.endswith("partial_image")] == [0, 1] * n
+    assert base64.b64decode(events[-1].b64_json)[:4] == b"\x89PNG"
+    assert events[-1].usage.output_tokens == IMAGE_TOKENS
+    sent = upstream.last_request.json
+    assert sent["stream"] is True and sent["partial_images"] == 2 and "stream_options" not in sent
+    row = gateway.logs_of(user, 1)[0]
+    prompt_tokens = count_words(PROMPT)
+    assert row["stream"] is True and row["usage_source"] == "upstream"
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt_tokens, n * IMAGE_TOKENS)
+    cost = prompt_tokens * 5 + n * IMAGE_TOKENS * 40
+    assert row["cost_micro_usd"] == cost and gateway.balance(user) == 10_000_000 - cost
+
+
+def test_a_model_that_cannot_stream_images_says_so_and_costs_nothing(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    model, user, key = model_of(gateway, upstream, "dall-e-3", per_request_usd=0.04)
+    with pytest.raises(openai.BadRequestError) as caught:
+        list(gateway.client(key).images.generate(model=model, prompt=PROMPT, stream=True))
+    assert "Streaming is not supported" in caught.value.message
+    assert gateway.logs_of(user, 1)[0]["cost_micro_usd"] == 0
+    assert gateway.balance(user) == 10_000_000
+
+
 def test_the_images_asked_for_are_held_before_the_call(gateway: Gateway, upstream: FakeUpstream) -> None:
     model, user, key = model_of(gateway, upstream, "dall-e-3", balance_usd=0.1, per_request_usd=0.04)
     client = gateway.client(key)
@@ -72,7 +109,7 @@ def test_the_images_asked_for_are_held_before_the_call(gateway: Gateway, upstrea
     assert len(upstream.requests) == before  # refused before any upstream was asked
     result = client.images.generate(model=model, prompt=PROMPT, n=2)
     assert result.data[0].revised_prompt == PROMPT
-    assert gateway.logs_of(user, 1)[0]["cost_micro_usd"] == 80_000
+    assert gateway.logs_of(user, 2)[0]["cost_micro_usd"] == 80_000  # the 402 wrote a row too
     assert gateway.balance(user) == 100_000 - 80_000
 
 
@@ -84,13 +121,8 @@ def test_the_images_asked_for_are_held_before_the_call(gateway: Gateway, upstrea
         ({"prompt": "x" * 32_001}, "prompt", "'prompt' must be at most 32000 characters long."),
         ({"prompt": PROMPT, "n": 11}, "n", "'n' must be an integer from 1 to 10."),
         ({"prompt": PROMPT, "n": True}, "n", "'n' must be an integer from 1 to 10."),
-        (
-            {"prompt": PROMPT, "stream": True},
-            "stream",
-            "Streaming is not supported on /v1/images/generations.",
-        ),
     ],
-    ids=["no-prompt", "prompt-list", "prompt-too-long", "too-many", "n-bool", "stream"],
+    ids=["no-prompt", "prompt-list", "prompt-too-long", "too-many", "n-bool"],
 )
 def test_a_malformed_request_is_refused_in_openai_shape_and_costs_nothing(
     gateway: Gateway, upstream: FakeUpstream, body: dict, param: str, says: str
@@ -149,3 +181,25 @@ def test_image_edits_and_variations_say_they_are_not_relayed(
             "POST", gateway.v1 + path, {"prompt": PROMPT}, {"Authorization": "Bearer " + key["key"]}
         )
         assert answer.status == 501 and answer.body["error"]["code"] == "not_implemented", answer.raw
+
+
+def test_a_stream_cut_after_its_first_image_pays_for_that_image(
+    gateway: Gateway, fresh_upstream: FakeUpstream
+) -> None:
+    fresh_upstream.behave(cut_after_chunks=2)  # a preview and the first completed image, then nothing
+    model = "gpt-image-1-" + secrets.token_hex(3)
+    gateway.channel(fresh_upstream, [model])
+    gateway.price(model, input_per_mtok_usd=5, output_per_mtok_usd=40)
+    user = gateway.user()
+    stream = gateway.client(gateway.key(user)).images.generate(
+        model=model, prompt=PROMPT, n=2, stream=True, partial_images=1
+    )
+    got = []
+    with pytest.raises(openai.APIError):
+        for event in stream:
+            got.append(event.type)
+    assert got == ["image_generation.partial_image", "image_generation.completed"]
+    row = gateway.logs_of(user, 1)[0]
+    assert row["status"] == 502 and row["completion_tokens"] == IMAGE_TOKENS  # one image of two
+    cost = count_words(PROMPT) * 5 + IMAGE_TOKENS * 40
+    assert row["cost_micro_usd"] == cost and gateway.balance(user) == 10_000_000 - cost

@@ -62,8 +62,8 @@ ROUTES = [
     RelayRoute("POST", "/v1/completions", "openai", "Legacy text completions (OpenAI-compatible channels)"),
     RelayRoute("POST", "/v1/embeddings", "openai", "Embeddings (OpenAI-compatible and Gemini channels)"),
     RelayRoute("POST", "/v1/moderations", "openai", "Moderations (OpenAI-compatible channels)"),
-    RelayRoute("POST", "/v1/images/generations", "openai", "Image generation, not streamed "
-               "(OpenAI-compatible channels)"),
+    RelayRoute("POST", "/v1/images/generations", "openai", "Image generation, streamed (gpt-image models) "
+               "or not, on OpenAI-compatible channels"),
     RelayRoute("GET", "/v1/models", "openai", "The models this key can call; Anthropic's list shape with "
                "an `anthropic-version` header, Google's with a Google key header"),
     RelayRoute("GET", "/v1/models/{model}", "openai", "One model, in the same three shapes"),

@@ -145,7 +145,7 @@ def parse_request(endpoint: str, raw: bytes, inbound: Inbound | None = None) -> 
     stream = body.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise bad_request("'stream' must be a boolean.", "stream")
-    if stream and endpoint not in ("chat", "completions"):
+    if stream and endpoint not in ("chat", "completions", "images"):
         raise bad_request(f"Streaming is not supported on /v1{PATHS[endpoint]}.", "stream")
     options = body.get("stream_options")
     wants_usage = bool(stream and isinstance(options, dict) and options.get("include_usage"))
@@ -513,10 +513,11 @@ def build_request(
     else:
         endpoint = call.endpoint
         body = call.raw
-        if call.stream and not call.wants_usage or upstream_model != call.model or call.extra.get("rewrite"):
+        asks_usage = call.stream and call.kind != "images"  # an image stream reports usage unasked
+        if asks_usage and not call.wants_usage or upstream_model != call.model or call.extra.get("rewrite"):
             changed = dict(call.body)
             changed["model"] = upstream_model
-            if call.stream:
+            if asks_usage:
                 options = changed.get("stream_options")
                 changed["stream_options"] = {
                     **(options if isinstance(options, dict) else {}),
@@ -589,17 +590,16 @@ def bad_upstream(message: str) -> GatewayError:
 def native_response(call: Call, body: bytes) -> tuple[bytes, Usage | None]:
     data = upstream_json(body)
     if call.kind == "images":
-        return body, _image_usage(call, data)
+        images = data.get("data")
+        made = sum(1 for item in images if isinstance(item, dict)) if isinstance(images, list) else 0
+        return body, _image_usage(call, made, data.get("usage"))
     return body, usage_from(data.get("usage"))
 
 
-def _image_usage(call: Call, data: dict[str, Any]) -> Usage:
+def _image_usage(call: Call, made: int, reported: Any) -> Usage:
     """An image generation's usage: the tokens gpt-image models report (`input_tokens`, `output_tokens`),
     and the images made, by which a per-request price is charged. Without reported tokens (dall-e), the
     prompt's tokens are counted here."""
-    images = data.get("data")
-    made = sum(1 for item in images if isinstance(item, dict)) if isinstance(images, list) else 0
-    reported = data.get("usage")
     if isinstance(reported, dict) and isinstance(reported.get("input_tokens"), int):
         output = reported.get("output_tokens")
         details = reported.get("input_tokens_details")
@@ -618,6 +618,9 @@ def _image_usage(call: Call, data: dict[str, Any]) -> Usage:
 def native_stream(call: Call, chunks: Iterator[bytes], tally: Tally) -> Iterator[bytes]:
     """The upstream's events as they come; the usage chunk the gateway asked for is read and, unless the
     client asked for it too, not passed on."""
+    if call.kind == "images":
+        yield from _image_stream(call, chunks, tally)
+        return
     tally.text_of = delivered_text
     wants_usage, payloads = call.wants_usage, tally.payloads
     for payload in sse.events(chunks):
@@ -631,6 +634,34 @@ def native_stream(call: Call, chunks: Iterator[bytes], tally: Tally) -> Iterator
                 continue  # the gateway asked for this chunk, the client did not
         payloads.append(payload)
         yield sse.frame(payload)
+
+
+def _image_stream(call: Call, chunks: Iterator[bytes], tally: Tally) -> Iterator[bytes]:
+    """A streamed image generation (gpt-image models): named events passed on as they come, the
+    `image_generation.partial_image` previews and one `image_generation.completed` per image, which carries
+    its tokens. Each completed image is counted as it arrives, so a stream cut later still pays for it; with
+    several images the prompt is counted once and their output tokens added up."""
+    tally.text_of = _no_text
+    made, reported = 0, None
+    for event, payload in sse.named_events(chunks):
+        if event == b"image_generation.completed":
+            made += 1
+            try:
+                usage = orjson.loads(payload).get("usage")
+            except (orjson.JSONDecodeError, AttributeError):
+                usage = None
+            if isinstance(usage, dict) and isinstance(usage.get("input_tokens"), int):
+                output = usage.get("output_tokens") if isinstance(usage.get("output_tokens"), int) else 0
+                if reported is not None:
+                    output += reported["output_tokens"]
+                    usage = {**usage, "input_tokens": max(usage["input_tokens"], reported["input_tokens"])}
+                reported = {**usage, "output_tokens": output}
+            tally.usage = _image_usage(call, made, reported)
+        yield sse.named_frame(event, payload)
+
+
+def _no_text(payloads: list[bytes]) -> str:
+    return ""  # an image stream delivers no text to count
 
 
 def event_usage(payload: bytes) -> Usage | None:

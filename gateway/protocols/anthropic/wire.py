@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from gateway import sse
+
 name = "anthropic"
 API_VERSION = "2023-06-01"  # the SDKs' default `anthropic-version`
 PATHS = {"messages": "/v1/messages", "count_tokens": "/v1/messages/count_tokens"}
@@ -99,8 +101,7 @@ def error_type(status: int) -> str:
     return ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
 
 
-def frame(event: bytes, payload: bytes) -> bytes:
-    return b"event: " + event + b"\ndata: " + payload + b"\n\n"
+frame = sse.named_frame
 
 
 def _event(data: dict[str, Any]) -> bytes:

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from gateway import sse
 from gateway.neutral import Call, GatewayError, Usage
 from gateway.protocols.base import Signature
 from gateway.protocols.responses.encrypted import REDACTED_PREFIX, _call_secret, _thinking_secret
@@ -27,9 +28,7 @@ from gateway.protocols.responses.response_object import (
 )
 from gateway.protocols.responses.tools import ToolNames
 
-
-def _frame(event: bytes, data: bytes) -> bytes:
-    return b"event: " + event + b"\ndata: " + data + b"\n\n"
+_frame = sse.named_frame
 
 
 @dataclass(slots=True)
