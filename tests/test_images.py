@@ -1,6 +1,7 @@
 """Image generation (`POST /v1/images/generations`) through the official `openai` SDK: relayed to
-OpenAI-compatible channels, billed per token from the usage gpt-image models report or per image from a
-per-request price, held before the call like any other, and refused in OpenAI's shape when malformed."""
+OpenAI-compatible channels, streamed or not, billed per token from the usage gpt-image models report or
+per image from a per-request price, held before the call like any other, refused in OpenAI's shape when
+malformed; and the channel test of an image model, which draws nothing."""
 
 from __future__ import annotations
 
