@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -25,14 +26,47 @@ from typing import Any
 
 import openai
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from werkzeug.test import TestResponse
 
 from tests.fake_upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+CONSOLE_PASSWORD = "root-password-for-the-console"  # root's, in the `app` fixture
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    """The app in this process, for Flask's test client (the console's pages and the management API), on a
+    SQLite file of the test's own; root's password is CONSOLE_PASSWORD."""
+    from app import create_app
+
+    app = create_app(
+        {
+            "instance_dir": str(tmp_path),
+            "database_url": f"sqlite:///{tmp_path / 'console.db'}",
+            "admin_password": CONSOLE_PASSWORD,
+        }
+    )
+    yield app
+    app.extensions["relayhouse"].stop()
+
+
+def csrf(client: FlaskClient, path: str = "/login") -> str:
+    """The CSRF token of the page at `path`, as its forms send it."""
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def sign_in(client: FlaskClient, username: str = "root", password: str = CONSOLE_PASSWORD) -> TestResponse:
+    """Post the console's sign-in form; the answer (302 when it took)."""
+    token = csrf(client)
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
 
 
 def free_port() -> int:

@@ -7,19 +7,17 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from console.web import locale
+from tests.conftest import CONSOLE_PASSWORD as PASSWORD
+from tests.conftest import csrf, sign_in
 from tests.fake_upstream import FakeUpstream
-from tests.test_pages import _Text, csrf, sign_in
+from tests.test_pages import _Text
 
-PASSWORD = "root-password-for-pages"
 ADMIN_GET = [
     "/admin/",
     "/admin/channels",
@@ -49,19 +47,6 @@ ADMIN_POST = [
     "/admin/codes",
     "/admin/settings",
 ]
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "instance_dir": str(tmp_path),
-            "database_url": f"sqlite:///{tmp_path / 'admin.db'}",
-            "admin_password": PASSWORD,
-        }
-    )
-    yield app
-    app.extensions["relayhouse"].stop()
 
 
 @pytest.fixture

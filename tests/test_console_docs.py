@@ -9,7 +9,6 @@ import html
 import json
 import re
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,30 +16,17 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from console.api import openapi
 from console.web import docs, integrations, locale
 from gateway.domain import keys
 from gateway.domain.keys import LIMIT_FIELDS
 from gateway.frontends import v1
-from tests.test_pages import _Text, csrf, sign_in
+from tests.conftest import CONSOLE_PASSWORD as PASSWORD
+from tests.conftest import csrf, sign_in
+from tests.test_pages import _Text
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "root-password-for-docs"
 HOST = "http://localhost"  # the test client's host, where sign_in leaves its cookie
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "instance_dir": str(tmp_path),
-            "database_url": f"sqlite:///{tmp_path / 'docs.db'}",
-            "admin_password": PASSWORD,
-        }
-    )
-    yield app
-    app.extensions["relayhouse"].stop()
 
 
 def as_user(app: Flask) -> FlaskClient:

@@ -5,40 +5,20 @@ as plain POSTs, each change read back through the management API; another user's
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
+from tests.conftest import CONSOLE_PASSWORD as PASSWORD
+from tests.conftest import csrf
+from tests.conftest import sign_in as console_sign_in
 
-PASSWORD = "root-password-for-keys"
 HX = {"HX-Request": "true"}
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "instance_dir": str(tmp_path),
-            "database_url": f"sqlite:///{tmp_path / 'keys.db'}",
-            "admin_password": PASSWORD,
-        }
-    )
-    yield app
-    app.extensions["relayhouse"].stop()
-
-
-def csrf(client: FlaskClient, path: str = "/login") -> str:
-    page = client.get(path).get_data(as_text=True)
-    return re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
-
-
 def sign_in(client: FlaskClient, username: str = "root", password: str = PASSWORD) -> None:
-    token = csrf(client)
-    signed = client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+    signed = console_sign_in(client, username, password)
     assert signed.status_code == 302, signed.get_data(as_text=True)
 
 

@@ -9,48 +9,27 @@ import html as htmlib
 import json
 import re
 import shlex
-from collections.abc import Iterator
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from console.web import locale
 from console.web.models import family_of
+from tests.conftest import CONSOLE_PASSWORD as PASSWORD
+from tests.conftest import csrf
+from tests.conftest import sign_in as console_sign_in
 
-PASSWORD = "root-password-for-models"
 HX = {"HX-Request": "true", "HX-Target": "model-list"}
 # /models without a key and without text/html is an SDK that forgot /v1 (gateway.frontends.v1): browsers
 # and htmx (models.html sets it) send Accept: text/html
 BROWSER = {"HTTP_ACCEPT": "text/html,application/xhtml+xml"}
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "instance_dir": str(tmp_path),
-            "database_url": f"sqlite:///{tmp_path / 'models.db'}",
-            "admin_password": PASSWORD,
-        }
-    )
-    yield app
-    app.extensions["relayhouse"].stop()
-
-
-def csrf(client: FlaskClient, path: str = "/login") -> str:
-    page = client.get(path).get_data(as_text=True)
-    return re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
-
-
 def sign_in(client: FlaskClient, username: str = "root", password: str = PASSWORD) -> FlaskClient:
     client.environ_base.update(BROWSER)
-    token = csrf(client)
-    signed = client.post("/login", data={"username": username, "password": password, "csrf_token": token})
-    assert signed.status_code == 302
+    assert console_sign_in(client, username, password).status_code == 302
     return client
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,11 @@ from sqlalchemy import func
 from app import create_app
 from console.web import locale
 from gateway.domain.models import UsageLog, db, utcnow
-from tests.test_pages import PASSWORD, _Text, csrf, sign_in
+from tests.conftest import CONSOLE_PASSWORD as PASSWORD
+from tests.conftest import csrf, sign_in
+from tests.test_pages import _Text
 
 HX = {"HX-Request": "true", "HX-Target": "usage-results"}
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "instance_dir": str(tmp_path),
-            "database_url": f"sqlite:///{tmp_path / 'usage.db'}",
-            "admin_password": PASSWORD,
-        }
-    )
-    yield app
-    app.extensions["relayhouse"].stop()
 
 
 @pytest.fixture

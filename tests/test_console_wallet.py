@@ -7,35 +7,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from console.web import locale
 from gateway.domain.models import LedgerEntry, db
 from gateway.domain.payments import Payment
+from tests.conftest import csrf, sign_in
 from tests.fake_stripe import FakeStripe, event, sign
-from tests.test_pages import PASSWORD, _Text, csrf, sign_in
+from tests.test_pages import _Text
 
 WEBHOOK_SECRET = "whsec_test_secret"
 HX = {"HX-Request": "true"}
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "instance_dir": str(tmp_path),
-            "database_url": f"sqlite:///{tmp_path / 'wallet.db'}",
-            "admin_password": PASSWORD,
-        }
-    )
-    yield app
-    app.extensions["relayhouse"].stop()
 
 
 @pytest.fixture

@@ -3,44 +3,18 @@ sign-in lockout, the language a page speaks, and the translation catalogs behind
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from babel.messages.extract import extract_from_dir
 from flask import Flask
-from flask.testing import FlaskClient
 
-from app import create_app
 from console.web import locale
+from tests.conftest import CONSOLE_PASSWORD as PASSWORD
+from tests.conftest import csrf, sign_in
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "root-password-for-pages"
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "instance_dir": str(tmp_path),
-            "database_url": f"sqlite:///{tmp_path / 'pages.db'}",
-            "admin_password": PASSWORD,
-        }
-    )
-    yield app
-    app.extensions["relayhouse"].stop()
-
-
-def csrf(client: FlaskClient, path: str = "/login") -> str:
-    page = client.get(path).get_data(as_text=True)
-    return re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
-
-
-def sign_in(client: FlaskClient, username: str = "root", password: str = PASSWORD) -> object:
-    token = csrf(client)
-    return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
 
 
 def test_home_signed_out_shows_base_url_health_and_docs(app: Flask) -> None:
