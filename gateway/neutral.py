@@ -68,6 +68,17 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return GatewayError(400, message, "invalid_request_error", code, param)
 
 
+def empty_stream() -> GatewayError:
+    """An upstream stream that ended before its first event: nothing reached the client, so it fails over."""
+    return GatewayError(
+        502,
+        "The upstream closed the stream before sending anything.",
+        "server_error",
+        "upstream_empty_stream",
+        retryable=True,
+    )
+
+
 @dataclass(slots=True)
 class Usage:
     """Usage normalised across protocols: `prompt_tokens` counts every input token, cache reads

@@ -18,7 +18,7 @@ from gateway.catalog import ChannelInfo, UpstreamKey
 from gateway.domain.keys import KeyInfo
 from gateway.domain.pricing import PriceInfo, cost_micro_usd
 from gateway.limits import Admission
-from gateway.neutral import Call, GatewayError, Reply, Usage, redact_secret, redacted
+from gateway.neutral import Call, GatewayError, Reply, Usage, empty_stream, redact_secret, redacted
 from gateway.protocols.base import ProtocolModule, Tally
 from gateway.writer import Record
 
@@ -341,13 +341,7 @@ def _attempt(
         try:
             first = next(frames)  # before the first byte goes out, a failure can still fail over
         except StopIteration:
-            raise GatewayError(
-                502,
-                "The upstream closed the stream before sending anything.",
-                "server_error",
-                "upstream_empty_stream",
-                retryable=True,
-            ) from None
+            raise empty_stream() from None
         except GatewayError as err:
             err.retryable = True
             raise

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from gateway import sse
-from gateway.neutral import Call, GatewayError, Usage
+from gateway.neutral import Call, Usage, empty_stream
 from gateway.protocols.base import Signature
 from gateway.protocols.responses.encrypted import REDACTED_PREFIX, _call_secret, _thinking_secret
 from gateway.protocols.responses.response_object import (
@@ -291,13 +291,7 @@ def stream_from_hub(call: Call, chunks: Iterator[dict[str, Any]]) -> Iterator[by
     chunks = iter(chunks)
     first = next(chunks, None)  # before anything is sent, so that an upstream failing now can fail over
     if first is None:
-        raise GatewayError(
-            502,
-            "The upstream closed the stream before sending anything.",
-            "server_error",
-            "upstream_empty_stream",
-            retryable=True,
-        )
+        raise empty_stream()
     stream = _Stream(call)
     yield from stream.start()
     yield from stream.feed(first)
