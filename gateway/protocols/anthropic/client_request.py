@@ -24,6 +24,7 @@ from gateway.protocols.anthropic.wire import (
     TOOL_CHOICE_TO_HUB,
     TOOL_NAME_MAX_CHARS,
     USER_ID_MAX_CHARS,
+    hub_assistant,
     name,
 )
 from gateway.protocols.base import Signature, unwrap_signature
@@ -288,15 +289,7 @@ def _hub_assistant(content: Any, names: dict[str, str]) -> dict[str, Any]:
             calls.append(_hub_tool_call(block, held, names))
     if carried is not None:
         thinking.append({"type": "thinking", "thinking": "", "signature": carried})
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
-    reasoning = "".join(b["thinking"] for b in thinking if b["type"] == "thinking")
-    if reasoning:
-        message["reasoning_content"] = reasoning
-    if thinking:
-        message["thinking_blocks"] = thinking
-    if calls:
-        message["tool_calls"] = calls
-    return message
+    return hub_assistant(texts, thinking, calls)
 
 
 def _hub_tool_call(

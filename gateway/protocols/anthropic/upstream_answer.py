@@ -15,7 +15,7 @@ import orjson
 from gateway import sse, tokens
 from gateway.neutral import Call, GatewayError, Usage
 from gateway.protocols.anthropic.usage import usage_from
-from gateway.protocols.anthropic.wire import STOP_TO_FINISH, frame, name
+from gateway.protocols.anthropic.wire import STOP_TO_FINISH, frame, hub_assistant, name
 from gateway.protocols.base import Tally
 from gateway.protocols.openai import new_id, upstream_json
 
@@ -49,14 +49,7 @@ def response_to_hub(call: Call, body: bytes) -> dict[str, Any]:
             calls.append(
                 {"id": str(block.get("id") or new_id("toolu_")), "type": "function", "function": function}
             )
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
-    reasoning = "".join(b["thinking"] for b in thinking if b["type"] == "thinking")
-    if reasoning:
-        message["reasoning_content"] = reasoning
-    if thinking:
-        message["thinking_blocks"] = thinking
-    if calls:
-        message["tool_calls"] = calls
+    message = hub_assistant(texts, thinking, calls)
     finish = STOP_TO_FINISH.get(data.get("stop_reason") or "", "tool_calls" if calls else "stop")
     return {
         "id": data.get("id"),

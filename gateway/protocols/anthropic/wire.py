@@ -104,6 +104,22 @@ def error_type(status: int) -> str:
 frame = sse.named_frame
 
 
+def hub_assistant(
+    texts: list[str], thinking: list[dict[str, Any]], calls: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """An assistant turn in the hub's shape from an Anthropic turn's blocks, read in order: its text, its
+    reasoning (the thinking blocks' text joined) beside the blocks themselves, and its tool calls."""
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    reasoning = "".join(b["thinking"] for b in thinking if b["type"] == "thinking")
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if thinking:
+        message["thinking_blocks"] = thinking
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
 def _event(data: dict[str, Any]) -> bytes:
     return frame(data["type"].encode(), orjson.dumps(data))
 
