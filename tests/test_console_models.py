@@ -9,7 +9,6 @@ import html as htmlib
 import json
 import re
 import shlex
-from html.parser import HTMLParser
 
 import pytest
 from flask import Flask
@@ -20,6 +19,7 @@ from console.web.models import family_of
 from tests.conftest import CONSOLE_PASSWORD as PASSWORD
 from tests.conftest import csrf
 from tests.conftest import sign_in as console_sign_in
+from tests.test_pages import _Text
 
 HX = {"HX-Request": "true", "HX-Target": "model-list"}
 # /models without a key and without text/html is an SDK that forgot /v1 (gateway.frontends.v1): browsers
@@ -248,28 +248,6 @@ def test_families(model: str, kind: str, context: int | None) -> None:
 
 
 # -- every page of this part in every language ------------------------------------------------------------
-class _Text(HTMLParser):
-    """The text a reader sees: element text and the values of visible attributes (as tests/test_pages.py)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "pre", "code"):
-            self._skip += 1
-        self.parts += [v for k, v in attrs if k in ("title", "placeholder", "aria-label", "hx-confirm") and v]
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "pre", "code"):
-            self._skip -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-
 @pytest.mark.parametrize("language", [code for code in locale.LANGUAGES if code != "en"])
 def test_no_page_of_this_part_keeps_a_source_language_string(catalog: FlaskClient, language: str) -> None:
     client = catalog

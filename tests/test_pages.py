@@ -159,7 +159,8 @@ def test_every_catalog_translates_every_message() -> None:
 
 
 class _Text(HTMLParser):
-    """The text a reader sees: element text and the values of visible attributes."""
+    """The text a reader sees: element text and the values of visible attributes, confirmation prompts
+    (`hx-confirm`) included."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -169,7 +170,7 @@ class _Text(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in ("script", "style", "pre", "code"):
             self._skip += 1
-        self.parts += [v for k, v in attrs if k in ("title", "placeholder", "aria-label") and v]
+        self.parts += [v for k, v in attrs if k in ("title", "placeholder", "aria-label", "hx-confirm") and v]
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("script", "style", "pre", "code"):
